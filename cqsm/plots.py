@@ -1,0 +1,131 @@
+"""The house plotting style and figure saving: one place for every figure of the book and paper.
+
+``set_style()`` applies the seaborn style; ``color(method)`` gives each method the same colour in
+every figure (the colour-blind-safe Okabe–Ito palette); ``save(fig, name, data)`` writes
+``name.pdf`` (paper), ``name.png`` (web) and ``name.csv`` (the tidy data behind the figure) into
+the figure directory: ``$CQSM_FIGURE_DIR`` if set (the figure pipeline sets it per profile), else
+``paper_figures/figures/interactive`` in the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+__all__ = ["set_style", "color", "palette", "figure_dir", "save", "exact_line"]
+
+# Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
+_OKABE_ITO = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky blue": "#56B4E9",
+    "bluish green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish purple": "#CC79A7",
+    "grey": "#999999",
+}
+
+#: One colour per method, everywhere (book and paper).
+METHOD_COLORS = {
+    "exact": _OKABE_ITO["black"],
+    "martingale loss": _OKABE_ITO["blue"],
+    "TD(0)": _OKABE_ITO["orange"],
+    "TD(lambda)": _OKABE_ITO["bluish green"],
+    "LSTD": _OKABE_ITO["reddish purple"],
+    "mean squared TD error": _OKABE_ITO["vermillion"],
+    "policy iteration": _OKABE_ITO["black"],
+    "offline CQSM": _OKABE_ITO["blue"],
+    "online CQSM": _OKABE_ITO["orange"],
+    "true Q": _OKABE_ITO["blue"],
+    "wrong Q": _OKABE_ITO["vermillion"],
+    "augmented Q(x, a)": _OKABE_ITO["blue"],
+    "conventional Q(x, u)": _OKABE_ITO["vermillion"],
+    "CQSM": _OKABE_ITO["blue"],
+    "TD3": _OKABE_ITO["orange"],
+    "SAC": _OKABE_ITO["bluish green"],
+    "Diffusion-QL": _OKABE_ITO["reddish purple"],
+    "QSM": _OKABE_ITO["sky blue"],
+}
+_EXTRA = [_OKABE_ITO[k] for k in ("sky blue", "yellow", "grey", "vermillion", "bluish green")]
+
+
+def set_style() -> None:
+    """Apply the house style (call once per notebook; harmless to repeat)."""
+    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
+    matplotlib.rcParams.update(
+        {
+            "figure.figsize": (6.4, 3.6),
+            "figure.dpi": 110,
+            "savefig.dpi": 200,
+            "savefig.bbox": "tight",
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "legend.frameon": False,
+            "pdf.fonttype": 42,
+            "lines.linewidth": 1.8,
+        }
+    )
+
+
+def color(method: str) -> str:
+    """The colour of ``method`` (a name from :data:`METHOD_COLORS`, else a stable fallback)."""
+    if method in METHOD_COLORS:
+        return METHOD_COLORS[method]
+    return _EXTRA[sum(map(ord, method)) % len(_EXTRA)]
+
+
+def palette(methods) -> dict[str, str]:
+    """A seaborn ``palette=`` mapping for ``methods``."""
+    return {m: color(m) for m in methods}
+
+
+def exact_line(ax, value: float, label: str | None = None, **kwargs) -> None:
+    """A dashed black reference line at an exact (closed-form) value."""
+    ax.axhline(value, color=color("exact"), ls="--", lw=1.0, label=label, **kwargs)
+
+
+def figure_dir() -> Path:
+    """Where :func:`save` writes: ``$CQSM_FIGURE_DIR`` or ``paper_figures/figures/interactive``."""
+    env = os.environ.get("CQSM_FIGURE_DIR")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parent.parent
+    root = repo if (repo / "paper_figures").is_dir() else Path.cwd()
+    return root / "paper_figures" / "figures" / "interactive"
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+_METADATA = {"pdf": {"CreationDate": None, "ModDate": None}, "png": {"Software": None}}
+
+
+def save(fig: plt.Figure, name: str, data: pd.DataFrame) -> Path:
+    """Write ``name.pdf``, ``name.png`` and ``name.csv`` (the tidy data drawn) atomically.
+
+    Returns the directory. The figure stays open so that the notebook displays it.
+    """
+    if not isinstance(data, pd.DataFrame) or data.empty:
+        raise ValueError(f"save({name!r}) needs the tidy data behind the figure as a DataFrame.")
+    out = figure_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    for ext in ("pdf", "png"):
+        _atomic_write(out / f"{name}.{ext}", lambda p, ext=ext: fig.savefig(p, format=ext, metadata=_METADATA[ext]))
+    _atomic_write(out / f"{name}.csv", lambda p: data.to_csv(p, index=False))
+    return out

@@ -1,0 +1,71 @@
+"""Policy improvement by Q-score matching.
+
+The HJB supremum ``sup_Psi {Psi . grad_a Q - (lam/2)|Psi|^2}`` is attained at ``grad_a Q / lam``,
+so a score is improved by regressing it on the critic's action gradient:
+
+    L(theta) = E_{(t, x, a) ~ D} |Psi_theta(t, x, a) - grad_a Q_phi(t, x, a) / lam|^2,
+
+with ``Q_phi`` held fixed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cqsm.scores import LinearScore
+from cqsm.sde import Paths
+
+__all__ = ["action_gradient", "score_matching_loss", "fit_linear_score", "improvement_step"]
+
+
+def action_gradient(critic, t, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """``grad_a Q_phi(t, x, a)`` by automatic differentiation (no graph kept), shape of ``a``."""
+    with torch.enable_grad():
+        a = a.detach().requires_grad_(True)
+        q = critic(t, x.detach(), a)
+        (grad,) = torch.autograd.grad(q.sum(), a)
+    return grad.detach()
+
+
+def score_matching_loss(score, critic, t, x: torch.Tensor, a: torch.Tensor, lam: float):
+    """``mean |Psi_theta - grad_a Q_phi / lam|^2`` over the batch (gradient flows into ``score``)."""
+    if lam <= 0:
+        raise ValueError(f"lam must be positive; got {lam}.")
+    target = action_gradient(critic, t, x, a) / lam
+    return ((score(t, x, a) - target) ** 2).sum(-1).mean()
+
+
+def _grid_states(paths: Paths):
+    """Times, states and actions at the grid points ``t_0 .. t_{K-1}`` (where scores act)."""
+    return paths.t[:-1], paths.x[:, :-1], paths.a[:, :-1]
+
+
+def fit_linear_score(score: LinearScore, critic, paths: Paths, lam: float) -> LinearScore:
+    """Minimise the Q-score-matching loss exactly over a :class:`LinearScore` (least squares).
+
+    The data are the visited ``(t_k, x_k, a_k)``; ``score.theta`` is overwritten in place.
+    """
+    t, x, a = _grid_states(paths)
+    target = action_gradient(critic, t, x, a) / lam  # (N, K, d)
+    z = torch.cat([x, a], -1)
+    w = score.basis(t.expand(z.shape[:-1]))  # (N, K, m)
+    X = (w[..., :, None] * z[..., None, :]).flatten(-2).reshape(-1, w.shape[-1] * z.shape[-1])
+    Y = target.reshape(-1, target.shape[-1])
+    theta = torch.linalg.lstsq(X.T @ X, X.T @ Y).solution  # (m * dim, d)
+    with torch.no_grad():
+        score.theta.copy_(theta.T.reshape(score.d, w.shape[-1], z.shape[-1]).transpose(0, 1))
+    return score
+
+
+def improvement_step(
+    score, critic, paths: Paths, lam: float, optimizer: torch.optim.Optimizer, n_steps: int = 1
+) -> float:
+    """``n_steps`` gradient steps of Q-score matching on the visited states; returns the last loss."""
+    t, x, a = _grid_states(paths)
+    loss = torch.tensor(float("nan"))
+    for _ in range(n_steps):
+        optimizer.zero_grad()
+        loss = score_matching_loss(score, critic, t, x, a, lam)
+        loss.backward()
+        optimizer.step()
+    return float(loss)

@@ -1,0 +1,86 @@
+"""Scores ``Psi_theta(t, x, a)``: the drift of the action diffusion, i.e. the policy.
+
+``LinearScore`` is the LQ family ``Psi = K_theta(t) z`` (time-polynomial gains); ``MLPScore`` is a
+torch network. Both are called as ``score(t, x, a)`` and return ``(..., d)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from cqsm.critics import TimeBasis
+from cqsm.sde import DTYPE
+
+__all__ = ["LinearScore", "MLPScore"]
+
+
+class LinearScore(nn.Module):
+    """``Psi_theta(t, z) = K_theta(t) z`` with ``K_theta(t) = sum_j phi_j(t) K_j``.
+
+    ``phi_j`` are polynomials of degree ``<= degree`` in time (a constant for stationary
+    problems). ``theta`` stacks the ``d x (n+d)`` matrices ``K_j``.
+    """
+
+    def __init__(self, n: int, d: int, horizon: float | None, degree: int = 4, K0=None):
+        super().__init__()
+        self.n, self.d, self.dim, self.horizon = n, d, n + d, horizon
+        self.basis = TimeBasis(degree, horizon, vanish_at_horizon=False)
+        self.theta = nn.Parameter(torch.zeros(self.basis.size, d, n + d, dtype=DTYPE))
+        if K0 is not None:
+            self.set_constant_gain(K0)
+
+    @classmethod
+    def for_problem(cls, prob, degree: int = 4, K0=None) -> LinearScore:
+        return cls(prob.n, prob.d, prob.horizon, degree, K0)
+
+    def set_constant_gain(self, K) -> None:
+        """Set ``K_theta(t) = K`` for all ``t``."""
+        K = torch.as_tensor(np.asarray(K, dtype=float), dtype=DTYPE)
+        if K.shape != (self.d, self.dim):
+            raise ValueError(f"K must have shape ({self.d}, {self.dim}); got {tuple(K.shape)}.")
+        # The constant function 1 has coordinates  coef^{-T} e_0 ... solve basis(t) @ w = 1.
+        ts = torch.linspace(0, self.horizon or 1.0, self.basis.size + 3, dtype=DTYPE)
+        w = torch.linalg.lstsq(self.basis(ts), torch.ones(len(ts), 1, dtype=DTYPE)).solution
+        with torch.no_grad():
+            self.theta.copy_(w[:, 0, None, None] * K)
+
+    def gain(self, t=0.0) -> np.ndarray:
+        """``K_theta(t)`` as a numpy array."""
+        w = self.basis(torch.as_tensor(float(t), dtype=DTYPE))
+        return torch.einsum("j,jkl->kl", w, self.theta.detach()).numpy()
+
+    def gain_function(self):
+        """``t -> K_theta(t)`` (a frozen copy), for :meth:`cqsm.lq.LQProblem.evaluate`."""
+        theta = self.theta.detach().clone()
+        return lambda t: torch.einsum(
+            "j,jkl->kl", self.basis(torch.as_tensor(float(t), dtype=DTYPE)), theta
+        ).numpy()
+
+    def forward(self, t, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        z = torch.cat([x, a], -1)
+        t = torch.as_tensor(t, dtype=DTYPE).expand(z.shape[:-1])
+        K = torch.einsum("...j,jkl->...kl", self.basis(t), self.theta)
+        return (K @ z[..., None]).squeeze(-1)
+
+
+class MLPScore(nn.Module):
+    """A torch MLP score ``Psi_theta(t, x, a)`` (time is an input only with a finite horizon)."""
+
+    def __init__(self, n: int, d: int, hidden=(64, 64), horizon: float | None = None):
+        super().__init__()
+        self.n, self.d, self.horizon = n, d, horizon
+        layers, width = [], n + d + (horizon is not None)
+        for h in hidden:
+            layers += [nn.Linear(width, h, dtype=DTYPE), nn.Tanh()]
+            width = h
+        layers.append(nn.Linear(width, d, dtype=DTYPE))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, t, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        inputs = [x, a]
+        if self.horizon is not None:
+            t = torch.as_tensor(t, dtype=x.dtype).expand(x.shape[:-1])
+            inputs.insert(0, ((self.horizon - t) / self.horizon)[..., None])
+        return self.net(torch.cat(inputs, -1))
