@@ -388,6 +388,16 @@ def source_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _kernel_config():
+    """Encrypt the connection to the kernel where ZeroMQ can (and ipykernel stops warning)."""
+    import zmq
+    from traitlets.config import Config
+
+    if not zmq.has("curve"):
+        return Config()
+    return Config({"KernelManager": {"transport_encryption": "auto"}})
+
+
 @contextlib.contextmanager
 def _environment(**values: str) -> Iterator[None]:
     """Set environment variables for the kernels started inside the block."""
@@ -458,6 +468,7 @@ def run_chapter(
                 log_output=log_output,
                 stdout_file=sys.stdout if log_output else None,
                 stderr_file=sys.stderr if log_output else None,
+                config=_kernel_config(),
             )
     except Exception as err:  # a cell raised, timed out, or the kernel died
         if partial.exists():

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.integrate
 import scipy.linalg
 
-__all__ = ["LQError", "LQProblem", "LQSolution", "ConventionalLQ"]
+__all__ = ["LQError", "LQProblem", "LQSolution", "ConventionalLQ", "example"]
 
 Gain = np.ndarray | Callable[[float], np.ndarray]
 
@@ -182,6 +182,7 @@ class LQProblem:
         self.calA = np.block([[self.A, self.B], [np.zeros((d, n)), np.zeros((d, d))]])
         self.calE = np.vstack([np.zeros((n, d)), np.eye(d)])
         self.Sigma = scipy.linalg.block_diag(self.sigma_x, self.sigma_a)
+        self._optimal: LQSolution | None = None
 
     # ----------------------------------------------------------------- helpers
     @property
@@ -256,7 +257,15 @@ class LQProblem:
         return P, (lambda t: float(sol.sol(t)[-1]))
 
     def optimal(self) -> LQSolution:
-        """The optimum: the Riccati solution ``Q*``, ``c``, and the gain ``K = -(1/lam) calE^T P``."""
+        """The optimum: the Riccati solution ``Q*``, ``c``, and the gain ``K = -(1/lam) calE^T P``.
+
+        Solved once per problem and cached (a problem is not modified after construction).
+        """
+        if self._optimal is None:
+            self._optimal = self._solve_optimal()
+        return self._optimal
+
+    def _solve_optimal(self) -> LQSolution:
         E, lam, W = self.calE, self.lam, self.W
         if self.stationary:
             P = self._stationary_riccati()
@@ -396,3 +405,24 @@ class ConventionalLQ:
             raise LQError(f"dt must be positive; got {dt}.")
         S = self.value_matrix()
         return self.N * dt + np.exp(-self.discount * dt) * (self.B.T @ S @ self.B) * dt**2
+
+
+def example(name: str) -> LQProblem:
+    """The book's named example problems.
+
+    ``"scalar"``: ``n = d = 1``, the problem of DESIGN's sanity value (``Q*(0, (1, -0.5))``
+    is about -0.27897). ``"planar"``: a damped oscillator (``n = 2``) driven by two actions
+    (``d = 2``), horizon 1. ``"scalar-discounted"``: the scalar dynamics, stationary with
+    ``beta = 0.5``.
+    """
+    if name == "scalar":
+        return LQProblem(-0.5, 1.0, 0.3, 0.5, 1.0, 0.2, 0.1, np.diag([1.0, 0.0]), 0.5, horizon=1.0)
+    if name == "planar":
+        A = np.array([[0.0, 1.0], [-1.0, -0.3]])
+        B = np.array([[1.0, 0.0], [0.5, 1.0]])
+        R = np.array([[0.1, 0.0], [0.0, 0.05]])
+        G = np.diag([1.0, 0.5, 0.0, 0.0])
+        return LQProblem(A, B, 0.2, 0.5, np.eye(2), 0.2 * np.eye(2), R, G, 0.5, horizon=1.0)
+    if name == "scalar-discounted":
+        return LQProblem(-0.5, 1.0, 0.3, 0.5, 1.0, 0.2, 0.1, None, 0.5, horizon=None, discount=0.5)
+    raise ValueError(f"Unknown example {name!r}; choose 'scalar', 'planar' or 'scalar-discounted'.")

@@ -52,11 +52,13 @@ class LinearScore(nn.Module):
         return torch.einsum("j,jkl->kl", w, self.theta.detach()).numpy()
 
     def gain_function(self):
-        """``t -> K_theta(t)`` (a frozen copy), for :meth:`cqsm.lq.LQProblem.evaluate`."""
-        theta = self.theta.detach().clone()
-        return lambda t: torch.einsum(
-            "j,jkl->kl", self.basis(torch.as_tensor(float(t), dtype=DTYPE)), theta
-        ).numpy()
+        """``t -> K_theta(t)`` (a frozen numpy copy), for :meth:`cqsm.lq.LQProblem.evaluate`."""
+        theta = self.theta.detach().numpy().copy()
+        powers, coef = self.basis.powers.numpy(), self.basis.coef.numpy()
+        if self.horizon is None:
+            return lambda t: theta[0]
+        horizon = self.horizon
+        return lambda t: np.tensordot(coef @ ((horizon - t) / horizon) ** powers, theta, 1)
 
     def forward(self, t, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         z = torch.cat([x, a], -1)
