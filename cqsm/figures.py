@@ -366,6 +366,26 @@ def read_chapter(manifest: Manifest, chapter: Chapter):
     return nb
 
 
+def _display_problem(cell) -> str | None:
+    """Why the book could not caption this figure cell's output, or None if it can.
+
+    The book wraps every displayed output of a figure cell in a figure with the cell's name, so
+    the cell must display exactly one thing, an image (a second output duplicates the label).
+    """
+    shown = [
+        o
+        for o in cell.get("outputs", [])
+        if o.get("output_type") in ("display_data", "execute_result")
+    ]
+    if len(shown) == 1 and any(key.startswith("image/") for key in shown[0].get("data", {})):
+        return None
+    kinds = "; ".join(", ".join(o.get("data", {})) for o in shown) or "nothing"
+    return (
+        f"must display exactly one image and nothing else (it displayed: {kinds}); "
+        "leave the figure open and end the cell with `fig`, and end other expressions with `;`"
+    )
+
+
 def caption(figure: Figure, chapter: Chapter, profile: str) -> str:
     """The manifest caption plus a sentence naming the code that drew the figure."""
     return (
@@ -488,27 +508,28 @@ def run_chapter(
 
     problems = []
     runs = []
-    durations = {
-        figure_name(cell): cell.get("metadata", {}).get("papermill", {}).get("duration") or 0.0
-        for cell in nb.cells
-    }
+    cells = {figure_name(cell): cell for cell in nb.cells if figure_name(cell) is not None}
     for fig in figures:
         files = [out_dir / f"{fig.id}{suffix}" for suffix in FIGURE_SUFFIXES]
         for path in files:
             if not path.exists():
-                problems.append(f"{path.name}: missing")
+                problems.append(
+                    f"{_rel(path)}: missing; the cell must call "
+                    f'cqsm.plots.save(fig, "{fig.id}", data), which writes it to ${FIGURE_DIR_ENV}'
+                )
             elif path.stat().st_mtime < started:
-                problems.append(f"{path.name}: not rewritten by this run")
-        runs.append(FigureRun(fig.id, chapter.name, float(durations.get(fig.id, 0.0)), files))
+                problems.append(f"{_rel(path)}: not rewritten by this run")
+        problem = _display_problem(cells[fig.id])
+        if problem:
+            problems.append(f"cell {fig.id!r} {problem}")
+        duration = cells[fig.id].get("metadata", {}).get("papermill", {}).get("duration")
+        runs.append(FigureRun(fig.id, chapter.name, float(duration or 0.0), files))
     if problems:
         os.replace(partial, failed)
         raise PipelineError(
-            f"chapter {chapter.name!r} ({chapter.file}) ran, but its figures are not all in "
-            f"{_rel(out_dir)}:\n"
+            f"chapter {chapter.name!r} ({chapter.file}) ran at profile {profile!r}, but:\n"
             + "\n".join(f"  - {p}" for p in problems)
-            + '\nEach figure cell must call cqsm.plots.save(fig, "<figure id>", data), which '
-            f"writes <id>.pdf, <id>.png and <id>.csv into ${FIGURE_DIR_ENV}."
-            f"\nThe executed notebook: {_rel(failed)}"
+            + f"\nThe executed notebook: {_rel(failed)}"
         )
 
     inject_captions(nb, manifest, chapter, profile)

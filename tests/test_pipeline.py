@@ -230,6 +230,19 @@ def test_captions_are_injected_from_the_manifest():
         assert nb.cells[index] == before.cells[index]
 
 
+def test_a_figure_cell_must_display_one_image_only():
+    image = nbformat.v4.new_output("display_data", data={"image/png": "iVBO", "text/plain": "F"})
+    text = nbformat.v4.new_output("execute_result", data={"text/plain": "6"}, execution_count=1)
+    log = nbformat.v4.new_output("stream", name="stdout", text="fitting\\n")
+    for outputs, ok in [([image], True), ([log, image], True), ([], False), ([text, image], False)]:
+        cell = nbformat.v4.new_code_cell("fig", outputs=outputs)
+        problem = figures._display_problem(cell)
+        assert (problem is None) == ok, outputs
+    assert "it displayed: text/plain; image/png, text/plain" in figures._display_problem(
+        nbformat.v4.new_code_cell("fig", outputs=[text, image])
+    )
+
+
 HEADER = """\
 ---
 jupytext:

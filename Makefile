@@ -1,0 +1,75 @@
+# cqsm: build the book, regenerate the paper figures, run the tests. `make help` lists the targets.
+# Everything runs from .venv, which the first target that needs it creates with $(PYTHON).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PROFILE ?= book
+CHAPTER ?=
+
+BIN := $(VENV)/bin
+CQSM := $(BIN)/cqsm
+STAMP := $(VENV)/.cqsm-installed
+PIP_FLAGS := $(if $(CI),--progress-bar off,)
+# Outputs that `make test` checks must be newer than this (seconds since the epoch).
+TEST_START := $(shell date +%s)
+
+.PHONY: help venv book figures chapter test lint format clean
+
+help: ## list the targets
+	@echo "Usage: make <target> [PROFILE=ci|book|paper] [CHAPTER=<name>]"
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) \
+	  | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## create .venv and install cqsm with the pinned dependencies
+
+# Re-installs only when pyproject.toml or constraints.txt change.
+$(STAMP): pyproject.toml constraints.txt
+	@if [ ! -x $(BIN)/python ]; then \
+	  command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or pass PYTHON=/path/to/python3.11" >&2; exit 1; }; \
+	  echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); \
+	fi
+	$(BIN)/python -m pip install $(PIP_FLAGS) --quiet -c constraints.txt --upgrade pip
+	$(BIN)/python -m pip install $(PIP_FLAGS) -c constraints.txt -e '.[dev]'
+	@touch $@
+
+book: $(STAMP) ## regenerate every figure, then build the HTML book from those runs (PROFILE=book)
+	$(CQSM) figures --profile $(PROFILE)
+	$(CQSM) book --profile $(PROFILE)
+
+figures: $(STAMP) ## regenerate every figure into paper_figures/figures/<profile>/ (PROFILE=book)
+	$(CQSM) figures --profile $(PROFILE)
+
+chapter: $(STAMP) ## rerun one chapter and its figures: make chapter CHAPTER=ch04_policy_evaluation PROFILE=ci
+	@if [ -z "$(CHAPTER)" ]; then \
+	  echo "usage: make chapter CHAPTER=<name> [PROFILE=ci|book|paper]; the chapters are in paper_figures/manifest.yml" >&2; \
+	  exit 2; \
+	fi
+	$(CQSM) figures --profile $(PROFILE) --chapter $(CHAPTER)
+
+# Each chapter runs once: `cqsm figures` executes it, `cqsm book` only renders the result, and
+# the last step checks what those two built (tests marked built_outputs).
+test: $(STAMP) ## lint, all tests, every figure at ci, the book with warnings as errors, output checks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest --runslow -m "not built_outputs"
+	$(CQSM) figures --profile ci
+	$(CQSM) book --profile ci --strict
+	CQSM_BUILT_SINCE=$(TEST_START) $(BIN)/pytest --runslow -m built_outputs tests/test_pipeline.py
+
+lint: $(STAMP) ## check style (ruff check, ruff format --check)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## fix style in place (ruff format, ruff check --fix)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: ## remove what the builds made (_build, paper_figures/figures, caches); keeps .venv
+	rm -rf _build paper_figures/figures .pytest_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -print0 \
+	  | xargs -0 rm -rf
