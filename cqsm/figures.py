@@ -397,11 +397,9 @@ def caption(figure: Figure, chapter: Chapter, profile: str) -> str:
 def inject_captions(nb, manifest: Manifest, chapter: Chapter, profile: str) -> None:
     """Set ``metadata.mystnb.figure.caption`` of every figure cell from the manifest."""
     for cell in nb.cells:
-        name = figure_name(cell)
-        if name is not None:
-            cell.metadata["mystnb"]["figure"]["caption"] = caption(
-                manifest.figures[name], chapter, profile
-            )
+        figure = manifest.figures.get(figure_name(cell))
+        if figure is not None:
+            cell.metadata["mystnb"]["figure"]["caption"] = caption(figure, chapter, profile)
 
 
 def source_digest(path: Path) -> str:
@@ -822,3 +820,33 @@ def build_book(root: Path, profile: str, *, strict: bool = False, out=None) -> P
     index = target / "index.html"
     print(f"The book at profile {profile}: {index}", file=out, flush=True)
     return index
+
+
+# ---------------------------------------------------------------------------------------------
+# Building straight from the .md chapters (`jupyter-book build .`)
+# ---------------------------------------------------------------------------------------------
+
+
+def setup(app):
+    """Sphinx extension, loaded by _config.yml: when the book is built straight from the
+    chapters' .md files, their figure cells get the manifest's captions, as the notebooks
+    executed by `cqsm figures` do. Chapters run with their default parameters (profile book)."""
+    app.connect("source-read", _caption_chapter_source)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+def _caption_chapter_source(app, docname: str, source: list[str]) -> None:
+    root = Path(app.srcdir)
+    path = Path(app.env.doc2path(docname))
+    if path.suffix != ".md" or not (root / MANIFEST).is_file():
+        return  # e.g. the staged book: executed notebooks that already carry their captions
+    manifest = load_manifest(root)
+    relative = path.resolve().relative_to(root.resolve())
+    for chapter in manifest.chapters.values():
+        if chapter.file == relative:
+            import jupytext
+
+            nb = jupytext.reads(source[0], fmt="md:myst")
+            inject_captions(nb, manifest, chapter, "book")
+            source[0] = jupytext.writes(nb, fmt="md:myst")
+            return

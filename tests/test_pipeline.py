@@ -13,7 +13,9 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
+import jupytext
 import nbformat
 import pytest
 import yaml
@@ -303,6 +305,21 @@ def test_missing_chapter_file_is_named(tmp_path):
     (tmp_path / "book" / "scratch.md").unlink()
     with pytest.raises(PipelineError, match=r"book/scratch.md does not exist \(chapter 'scratch'"):
         figures.read_chapter(manifest, manifest.chapters["scratch"])
+
+
+def test_direct_builds_get_the_manifest_captions(tmp_path):
+    manifest = write_scratch_repo(tmp_path, HEADER + PARAMETERS + figure_cell("fig-line", "1"))
+    env = SimpleNamespace(doc2path=lambda docname: str(tmp_path / f"{docname}.md"))
+    app = SimpleNamespace(srcdir=str(tmp_path), env=env)
+    source = [(tmp_path / "book" / "scratch.md").read_text()]
+    figures._caption_chapter_source(app, "book/scratch", source)
+    nb = jupytext.reads(source[0], fmt="md:myst")
+    (cell,) = [c for c in nb.cells if figures.figure_name(c)]
+    expected = figures.caption(manifest.figures["fig-line"], manifest.chapters["scratch"], "book")
+    assert cell.metadata["mystnb"]["figure"]["caption"] == expected
+    other = ["# Intro\n"]
+    figures._caption_chapter_source(app, "book/intro", other)
+    assert other == ["# Intro\n"]
 
 
 def test_book_needs_executed_notebooks(tmp_path):
