@@ -461,6 +461,7 @@ def run_chapter(
     manifest.check_profile(profile)
     nb = read_chapter(manifest, chapter)
     root = manifest.root.resolve()
+    digest = source_digest(root / chapter.file)  # of the source as it is run
     figures = manifest.figures_of(chapter.name)
     out_dir = figure_dir(root, profile)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -532,12 +533,12 @@ def run_chapter(
 
     inject_captions(nb, manifest, chapter, profile)
     nb.metadata["papermill"]["input_path"] = chapter.file.as_posix()
-    nb.metadata["papermill"]["output_path"] = _rel(output)
+    nb.metadata["papermill"]["output_path"] = output.relative_to(root).as_posix()
     nb.metadata["cqsm"] = {
         "chapter": chapter.name,
         "profile": profile,
         "source": chapter.file.as_posix(),
-        "source_sha256": source_digest(root / chapter.file),
+        "source_sha256": digest,
     }
     import nbformat
 
@@ -557,11 +558,7 @@ def run_figures(
 ) -> list[ChapterRun]:
     """Run the chapters (all, or those named) at ``profile``; print progress and a table."""
     out = sys.stdout if out is None else out
-    manifest = load_manifest(root)
-    manifest.check_profile(profile)
-    selected = manifest.select(chapters)
-    for chapter in selected:  # check every chapter's cells before spending time on any
-        read_chapter(manifest, chapter)
+    manifest, selected = check(root, profile, chapters)  # all of them before running any
 
     runs: list[ChapterRun] = []
     failures: list[str] = []
@@ -590,12 +587,16 @@ def run_figures(
     return runs
 
 
-def check(root: Path, chapters: list[str] | None = None) -> Manifest:
-    """Check the manifest and the chapters' figure cells without running anything."""
+def check(
+    root: Path, profile: str, chapters: list[str] | None = None
+) -> tuple[Manifest, list[Chapter]]:
+    """Check the manifest, the profile and the chapters' cells without running anything."""
     manifest = load_manifest(root)
-    for chapter in manifest.select(chapters):
+    manifest.check_profile(profile)
+    selected = manifest.select(chapters)
+    for chapter in selected:
         read_chapter(manifest, chapter)
-    return manifest
+    return manifest, selected
 
 
 def print_table(runs: list[ChapterRun], folder: Path, out=None) -> None:

@@ -334,7 +334,7 @@ def test_book_needs_executed_notebooks(tmp_path):
 def test_cli_check_and_errors(tmp_path, capsys):
     write_scratch_repo(tmp_path, HEADER + PARAMETERS + figure_cell("fig-line", "1"))
     assert cli.main(["figures", "--check", "--profile", "ci", "--root", str(tmp_path)]) == 0
-    assert "1 chapters, 1 figures" in capsys.readouterr().out
+    assert "1 chapters: their figure cells agree" in capsys.readouterr().out
     assert cli.main(["figures", "--profile", "paper", "--root", str(tmp_path)]) == 1
     assert "cqsm figures: error: unknown profile 'paper'" in capsys.readouterr().err
     assert cli.main(["book", "--root", str(tmp_path / "book")]) == 1
