@@ -793,16 +793,20 @@ def build_book(root: Path, profile: str, *, strict: bool = False, out=None) -> P
     toc = yaml.safe_load((stage / TOC).read_text(encoding="utf-8"))
     docs = toc_files(toc)
 
-    command = [*jupyter_book_command(), "build", str(stage), "--builder", "html"]
+    command = [*jupyter_book_command(), "build", str(stage), "--builder", "html", "--quiet"]
     if strict:
         command += ["-W", "-n", "--keep-going"]
     print(f"Building the book at profile {profile}: {' '.join(command)}", file=out, flush=True)
-    result = subprocess.run(command, cwd=root, check=False)
+    # Warnings stream through stderr; the progress report (which names the staging folder)
+    # is shown only if the build fails.
+    result = subprocess.run(command, cwd=root, check=False, stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
+        print(result.stdout, file=out, flush=True)
         hint = " (--strict turns warnings into errors)" if strict else ""
         raise PipelineError(
             f"jupyter-book build failed with exit code {result.returncode}{hint}; "
-            "the messages above say why"
+            f"the messages above say why. Files under {_rel(stage)} are copies of the "
+            "repository's, the chapters as executed notebooks (<chapter>.ipynb:<cell><line>)"
         )
 
     built = stage / "_build" / "html"
