@@ -28,7 +28,7 @@ CI = "ci"
 
 
 # ---------------------------------------------------------------------------------------------
-# Helpers shared by the scratch-book test and the checks of the real build
+# Checks shared by the scratch-book test and the tests of the real build
 # ---------------------------------------------------------------------------------------------
 
 
