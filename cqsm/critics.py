@@ -28,7 +28,9 @@ class TimeBasis(nn.Module):
         if degree < 0 or (vanish_at_horizon and horizon is not None and degree < 1):
             raise ValueError(f"degree must be >= 1 (>= 0 without vanishing); got {degree}.")
         self.horizon = horizon
-        powers = [0] if horizon is None else list(range(0 if not vanish_at_horizon else 1, degree + 1))
+        powers = (
+            [0] if horizon is None else list(range(0 if not vanish_at_horizon else 1, degree + 1))
+        )
         p = np.array(powers, dtype=float)
         gram = 1.0 / (p[:, None] + p[None, :] + 1.0)
         coef = np.linalg.inv(np.linalg.cholesky(gram))
@@ -138,7 +140,9 @@ class MLPCritic(nn.Module):
     Stationary: ``Q_phi = net(x, a)``.
     """
 
-    def __init__(self, n: int, d: int, hidden=(64, 64), horizon: float | None = None, terminal=None):
+    def __init__(
+        self, n: int, d: int, hidden=(64, 64), horizon: float | None = None, terminal=None
+    ):
         super().__init__()
         self.n, self.d, self.horizon, self.terminal = n, d, horizon, terminal
         layers, width = [], n + d + (horizon is not None)

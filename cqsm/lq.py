@@ -4,7 +4,8 @@ The augmented state is ``z = (x, a)`` with
 
     dX = (A X + B a) dt + sigma_x dB^X,      da = Psi dt + sigma_a dB^a,
 
-reward ``r = -1/2 z^T W z`` with ``W = [[M, R], [R^T, N]]`` and terminal reward ``h = -1/2 z^T G z``.
+reward ``r = -1/2 z^T W z`` with ``W = [[M, R], [R^T, N]]`` and terminal reward
+``h = -1/2 z^T G z``.
 With ``calA = [[A, B], [0, 0]]``, ``calE = [0; I_d]`` and ``Sigma = diag(sigma_x, sigma_a)``:
 
     Q*(t, z) = -1/2 z^T P(t) z - c(t)
@@ -52,7 +53,7 @@ def _matrix(value, shape: tuple[int, int], name: str) -> np.ndarray:
 
 
 def _noise(value, size: int, name: str) -> np.ndarray:
-    """A diffusion matrix: a scalar means ``value * I``, a vector a diagonal, else ``size x size``."""
+    """A diffusion matrix: a scalar is ``value * I``, a vector a diagonal, else square."""
     arr = np.asarray(value, dtype=float)
     if arr.ndim == 0:
         arr = float(arr) * np.eye(size)
@@ -103,7 +104,7 @@ class LQSolution:
         return self._gain(self.problem._time(t))
 
     def greedy_gain(self, t: float | None = None) -> np.ndarray:
-        """``-(1/lam) calE^T P(t)``: the gain of ``grad_a Q / lam`` (one policy-improvement step)."""
+        """``-(1/lam) calE^T P(t)``: the gain of ``grad_a Q / lam`` (one improvement step)."""
         p = self.problem
         return -(p.calE.T @ self.P(t)) / p.lam
 

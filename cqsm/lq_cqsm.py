@@ -136,7 +136,9 @@ def online_cqsm(
         snapshot = LinearScore.for_problem(prob, settings.score_degree)
         with torch.no_grad():
             snapshot.theta.copy_(theta)
-        rows.append({"episode": episode, **compare(prob, critic, phi, snapshot, settings.init_spread)})
+        rows.append(
+            {"episode": episode, **compare(prob, critic, phi, snapshot, settings.init_spread)}
+        )
 
     phi, theta = run_online(
         critic, sde, score, settings, critic_precond, score_precond, record, progress

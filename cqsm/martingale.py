@@ -10,14 +10,16 @@ is a martingale. On a grid of step ``dt`` its increments are the martingale (TD)
 
 Three ways to use it, for any critic (quadratic LQ family or torch MLP):
 
-* the **martingale loss** ``ML = 1/2 E sum_k e^{-2 beta t_k} |G_k - Q(t_k, z_k)|^2 dt``, with ``G_k``
+* the **martingale loss** ``ML = 1/2 E sum_k e^{-2 beta t_k} |G_k - Q(t_k, z_k)|^2 dt``, with
+  ``G_k``
   the realised return to go (offline, Monte-Carlo type);
 * the **orthogonality conditions** ``E sum_k xi_k delta_k = 0`` for test functions ``xi``:
   ``xi = dQ/dphi`` is continuous TD(0); the eligibility trace
   ``xi_k = sum_{j<=k} kappa^{k-j} dQ_j/dphi``, ``kappa = e^{-(beta + eta) dt}``, is TD(lambda) with
   trace decay rate ``eta`` (``eta = 0`` recovers the martingale loss's gradient); for a critic that
   is linear in ``phi`` the conditions are linear equations, solved directly (LSTD type);
-* the **mean squared TD error** ``E sum_k delta_k^2``: *not* a valid objective (its minimum is biased
+* the **mean squared TD error** ``E sum_k delta_k^2``: *not* a valid objective (its minimum is
+  biased
   by the quadratic variation of ``M``), kept to show why.
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from cqsm.sde import Paths
@@ -167,11 +170,15 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 
 
 def _solve(lhs: torch.Tensor, rhs: torch.Tensor, ridge: float = 0.0) -> torch.Tensor:
-    lhs = lhs + ridge * torch.eye(len(lhs), dtype=lhs.dtype)
-    sol = torch.linalg.lstsq(lhs, rhs[:, None]).solution[:, 0]
-    if not torch.all(torch.isfinite(sol)):
+    """Solve the small moment equations (in numpy: bitwise reproducible, unlike MKL's lstsq)."""
+    lhs = lhs.numpy() + ridge * np.eye(len(lhs))
+    try:
+        sol = np.linalg.solve(lhs, rhs.numpy())
+    except np.linalg.LinAlgError:
+        sol = np.full(len(lhs), np.nan)
+    if not np.all(np.isfinite(sol)) or np.linalg.cond(lhs) > 1e14:
         raise FloatingPointError(
             "The moment equations are singular: the data do not excite every feature. "
             "Simulate more paths or spread the initial states."
         )
-    return sol
+    return torch.from_numpy(sol)

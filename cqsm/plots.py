@@ -126,6 +126,9 @@ def save(fig: plt.Figure, name: str, data: pd.DataFrame) -> Path:
     out = figure_dir()
     out.mkdir(parents=True, exist_ok=True)
     for ext in ("pdf", "png"):
-        _atomic_write(out / f"{name}.{ext}", lambda p, ext=ext: fig.savefig(p, format=ext, metadata=_METADATA[ext]))
+        _atomic_write(
+            out / f"{name}.{ext}",
+            lambda p, ext=ext: fig.savefig(p, format=ext, metadata=_METADATA[ext]),
+        )
     _atomic_write(out / f"{name}.csv", lambda p: data.to_csv(p, index=False))
     return out

@@ -1,4 +1,4 @@
-"""Iterative policy evaluation on LQ problems: the martingale loss, orthogonality and MSTDE compared.
+"""Iterative policy evaluation on LQ problems: martingale loss, orthogonality, MSTDE compared.
 
 Each method moves the parameters ``phi`` of a critic that is linear in them
 (:class:`cqsm.critics.QuadraticCritic`). All gradient-type methods share one preconditioner, the
@@ -72,8 +72,8 @@ def initial_states(n_paths: int, dim: int, spread: float, generator: torch.Gener
 def feature_preconditioner(features: torch.Tensor, ridge: float = 1e-8) -> torch.Tensor:
     """``(E f f^T + ridge I)^{-1}`` over the rows of ``features`` (the last axis is the feature)."""
     f = features.reshape(-1, features.shape[-1])
-    C = f.T @ f / len(f)
-    return torch.linalg.inv(C + ridge * torch.trace(C) / len(C) * torch.eye(len(C), dtype=C.dtype))
+    C = (f.T @ f / len(f)).numpy()
+    return torch.from_numpy(np.linalg.inv(C + ridge * np.trace(C) / len(C) * np.eye(len(C))))
 
 
 def _duration(paths: Paths) -> float:
@@ -85,8 +85,8 @@ def offline_direction(
 ) -> torch.Tensor:
     """The update direction of ``method`` at the critic's current ``phi`` (per unit time).
 
-    Minus the gradient of the loss for the martingale loss and the mean squared TD error
-    (divided by ``dt`` for the latter, its natural scale), the orthogonality residual
+    Minus the gradient of the loss for the martingale loss and (half) the mean squared TD error,
+    the orthogonality residual
     ``E sum_k xi_k delta_k`` for TD(0) / TD(lambda).
     """
     critic.zero_grad()
@@ -94,7 +94,7 @@ def offline_direction(
     if method == "martingale loss":
         objective = mg.martingale_loss(q, paths)
     elif method == "mean squared TD error":
-        objective = mg.mean_squared_td_error(q, paths) / (2 * paths.dt)
+        objective = 0.5 * mg.mean_squared_td_error(q, paths)
     elif method in ("TD(0)", "TD(lambda)"):
         rate = None if method == "TD(0)" else trace_rate
         objective = mg.orthogonality_surrogate(q, paths, rate)
@@ -113,7 +113,7 @@ def iterate_offline(
     precond: torch.Tensor,
     trace_rate: float = 5.0,
 ) -> list[torch.Tensor]:
-    """Preconditioned iterations ``phi <- phi + lr * precond @ direction``; returns every ``phi``."""
+    """Iterate ``phi <- phi + lr * precond @ direction``; returns every ``phi``."""
     history = [critic.phi.detach().clone()]
     for _ in range(n_iterations):
         step = precond @ offline_direction(critic, paths, method, trace_rate)
@@ -188,7 +188,8 @@ def run_online(
     """Online martingale orthogonality (TD(0) / TD(lambda)), with Q-score matching alongside.
 
     At each grid time and for the batch of paths: apply ``Psi_theta``, step the SDE, form
-    ``delta_k``, update ``phi += lr/T * precond @ mean(xi_k delta_k)``; if ``score_lr > 0``, move the
+    ``delta_k``, update ``phi += lr/T * precond @ mean(xi_k delta_k)``; if ``score_lr > 0``, move
+    the
     score (a :class:`cqsm.scores.LinearScore`) by a preconditioned step on
     ``|Psi_theta - grad_a Q_phi / lam|^2``. Returns the Polyak averages ``(phi, theta)``;
     ``callback(episode, phi, theta)`` sees the running parameters after each episode.
@@ -202,7 +203,9 @@ def run_online(
         raise ValueError("run_online needs a finite-horizon problem.")
     n_steps = round(horizon / dt)
     disc = math.exp(-sde.discount * dt)
-    kappa = 0.0 if settings.trace_rate is None else math.exp(-(sde.discount + settings.trace_rate) * dt)
+    kappa = (
+        0.0 if settings.trace_rate is None else math.exp(-(sde.discount + settings.trace_rate) * dt)
+    )
     start_avg = int(settings.average_from * settings.n_episodes)
     phi_sum, theta_sum, n_avg = torch.zeros_like(critic.phi), torch.zeros_like(score.theta), 0
     episodes = tqdm(range(settings.n_episodes), disable=not progress, desc="episodes")

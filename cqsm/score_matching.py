@@ -10,6 +10,7 @@ with ``Q_phi`` held fixed.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from cqsm.scores import LinearScore
@@ -28,7 +29,7 @@ def action_gradient(critic, t, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor
 
 
 def score_matching_loss(score, critic, t, x: torch.Tensor, a: torch.Tensor, lam: float):
-    """``mean |Psi_theta - grad_a Q_phi / lam|^2`` over the batch (gradient flows into ``score``)."""
+    """``mean |Psi_theta - grad_a Q_phi / lam|^2`` over the batch (gradients reach ``score``)."""
     if lam <= 0:
         raise ValueError(f"lam must be positive; got {lam}.")
     target = action_gradient(critic, t, x, a) / lam
@@ -51,7 +52,7 @@ def fit_linear_score(score: LinearScore, critic, paths: Paths, lam: float) -> Li
     w = score.basis(t.expand(z.shape[:-1]))  # (N, K, m)
     X = (w[..., :, None] * z[..., None, :]).flatten(-2).reshape(-1, w.shape[-1] * z.shape[-1])
     Y = target.reshape(-1, target.shape[-1])
-    theta = torch.linalg.lstsq(X.T @ X, X.T @ Y).solution  # (m * dim, d)
+    theta = torch.from_numpy(np.linalg.solve((X.T @ X).numpy(), (X.T @ Y).numpy()))
     with torch.no_grad():
         score.theta.copy_(theta.T.reshape(score.d, w.shape[-1], z.shape[-1]).transpose(0, 1))
     return score
@@ -60,7 +61,7 @@ def fit_linear_score(score: LinearScore, critic, paths: Paths, lam: float) -> Li
 def improvement_step(
     score, critic, paths: Paths, lam: float, optimizer: torch.optim.Optimizer, n_steps: int = 1
 ) -> float:
-    """``n_steps`` gradient steps of Q-score matching on the visited states; returns the last loss."""
+    """``n_steps`` Q-score-matching gradient steps on the visited states; returns the last loss."""
     t, x, a = _grid_states(paths)
     loss = torch.tensor(float("nan"))
     for _ in range(n_steps):
@@ -68,4 +69,4 @@ def improvement_step(
         loss = score_matching_loss(score, critic, t, x, a, lam)
         loss.backward()
         optimizer.step()
-    return float(loss)
+    return float(loss.detach())

@@ -42,9 +42,9 @@ class LinearScore(nn.Module):
             raise ValueError(f"K must have shape ({self.d}, {self.dim}); got {tuple(K.shape)}.")
         # The constant function 1 has coordinates  coef^{-T} e_0 ... solve basis(t) @ w = 1.
         ts = torch.linspace(0, self.horizon or 1.0, self.basis.size + 3, dtype=DTYPE)
-        w = torch.linalg.lstsq(self.basis(ts), torch.ones(len(ts), 1, dtype=DTYPE)).solution
+        w = np.linalg.lstsq(self.basis(ts).numpy(), np.ones(len(ts)), rcond=None)[0]
         with torch.no_grad():
-            self.theta.copy_(w[:, 0, None, None] * K)
+            self.theta.copy_(torch.from_numpy(w)[:, None, None] * K)
 
     def gain(self, t=0.0) -> np.ndarray:
         """``K_theta(t)`` as a numpy array."""

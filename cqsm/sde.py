@@ -30,7 +30,8 @@ class AugmentedSDE:
 
     ``drift_x(t, x, a)`` and ``reward(t, x, a)`` act on batches (``x: (N, n)``, ``a: (N, d)``,
     ``t`` a 0-d tensor); ``terminal(x, a)`` is ``h`` (finite horizon) or ``None``. ``lam`` prices
-    action speed in the running reward ``r - (lam/2)|Psi|^2``; ``discount`` is ``beta`` per unit time.
+    action speed in the running reward ``r - (lam/2)|Psi|^2``; ``discount`` is ``beta`` per unit
+    time.
     """
 
     n: int
@@ -89,7 +90,8 @@ class AugmentedSDE:
 class Paths:
     """Simulated paths on the grid ``t_k = t_0 + k dt``, ``k = 0..K``.
 
-    ``x (N, K+1, n)``, ``a (N, K+1, d)``, ``psi (N, K, d)`` (the score applied on ``[t_k, t_{k+1})``),
+    ``x (N, K+1, n)``, ``a (N, K+1, d)``, ``psi (N, K, d)`` (the score applied on
+    ``[t_k, t_{k+1})``),
     ``r (N, K)`` (reward rates at ``t_k``), ``terminal (N,)`` (``h(z_K)``, or zeros).
     """
 

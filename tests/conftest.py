@@ -7,6 +7,10 @@
 """
 
 import pytest
+import torch
+
+# One thread per process: reproducible and fast on small machines (and two processes side by side).
+torch.set_num_threads(1)
 
 
 def pytest_addoption(parser):

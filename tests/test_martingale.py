@@ -1,0 +1,160 @@
+"""Policy evaluation: the martingale loss, orthogonality conditions and the biased MSTDE."""
+
+import numpy as np
+import pytest
+import torch
+
+from cqsm import martingale as mg
+from cqsm.critics import MLPCritic, QuadraticCritic
+from cqsm.lq import example
+from cqsm.policy_evaluation import (
+    feature_preconditioner,
+    initial_states,
+    iterate_offline,
+    relative_error,
+)
+from cqsm.scores import LinearScore
+from cqsm.sde import simulate
+
+K = np.array([[-0.5, -1.0]])
+
+
+@pytest.fixture(scope="module")
+def setup():
+    prob = example("scalar")
+    score = LinearScore.for_problem(prob, K0=K)
+    g = torch.Generator().manual_seed(0)
+    paths = simulate(prob.sde(), score, initial_states(16000, 2, 1.0, g), 0.01, generator=g)
+    critic = QuadraticCritic.for_problem(prob, degree=4)
+    return prob, prob.evaluate(K), paths, critic
+
+
+def test_terminal_condition_is_built_in(setup):
+    prob, _, paths, critic = setup
+    with torch.no_grad():
+        critic.phi.normal_()
+    q = critic(torch.tensor(1.0), paths.x[:, -1], paths.a[:, -1])
+    assert torch.allclose(q, paths.terminal)
+    mlp = MLPCritic(1, 1, horizon=1.0, terminal=prob.sde().terminal)
+    assert torch.allclose(mlp(torch.tensor(1.0), paths.x[:, -1], paths.a[:, -1]), paths.terminal)
+    with torch.no_grad():
+        critic.phi.zero_()
+
+
+def test_projection_recovers_the_exact_q(setup):
+    _, ev, _, critic = setup
+    eP, ec = relative_error(critic, critic.project(ev), ev)
+    assert eP < 1e-3 and ec < 1e-3
+
+
+def test_martingale_loss_minimiser_is_the_monte_carlo_regression(setup):
+    _, _, paths, critic = setup
+    phi = mg.fit_martingale_loss(critic, paths)
+    # Independent regression: returns to go by a reversed numpy cumulative sum.
+    rr = (paths.running_reward * paths.dt).numpy()
+    G = np.flip(np.cumsum(np.flip(rr, 1), 1), 1) + paths.terminal.numpy()[:, None]
+    feats = critic.features(paths.t, paths.z)[:, :-1].numpy()
+    base = critic.base(paths.t, paths.z)[:, :-1].numpy()
+    X, y = feats.reshape(-1, feats.shape[-1]), (G - base).reshape(-1)
+    ref = np.linalg.lstsq(X, y, rcond=None)[0]
+    assert np.allclose(phi.numpy(), ref, rtol=1e-6, atol=1e-8)
+    # ... and the martingale loss is stationary there.
+    with torch.no_grad():
+        critic.phi.copy_(phi)
+    critic.zero_grad()
+    mg.martingale_loss(mg.critic_on_grid(critic, paths), paths).backward()
+    assert critic.phi.grad.abs().max() < 1e-8
+    # A trace that never decays (eta = 0, beta = 0) solves the same equations.
+    assert torch.allclose(mg.solve_orthogonality(critic, paths, trace_rate=0.0), phi, atol=1e-8)
+    with torch.no_grad():
+        critic.phi.zero_()
+
+
+@pytest.mark.parametrize(
+    "estimate",
+    [
+        lambda c, p: mg.fit_martingale_loss(c, p),
+        lambda c, p: mg.solve_orthogonality(c, p),
+        lambda c, p: mg.solve_orthogonality(c, p, trace_rate=5.0),
+    ],
+    ids=["martingale-loss", "TD(0)", "TD(lambda)"],
+)
+def test_each_test_function_recovers_the_lyapunov_q(setup, estimate):
+    _, ev, paths, critic = setup
+    eP, ec = relative_error(critic, estimate(critic, paths), ev)
+    assert eP < 0.025 and ec < 0.2, (eP, ec)
+
+
+def test_mean_squared_td_error_is_biased(setup):
+    _, ev, paths, critic = setup
+    paths = simulate_subset(paths, 4000)
+    with torch.no_grad():
+        critic.phi.zero_()
+    precond = feature_preconditioner(critic.features(paths.t, paths.z)[:, :-1])
+    hist = iterate_offline(critic, paths, "mean squared TD error", 0.1, 30, precond)
+    eP_mstde, _ = relative_error(critic, hist[-1], ev)
+    with torch.no_grad():
+        critic.phi.zero_()
+    hist = iterate_offline(critic, paths, "TD(0)", 0.1, 30, precond)
+    eP_td, _ = relative_error(critic, hist[-1], ev)
+    eP_lstd, _ = relative_error(critic, mg.solve_orthogonality(critic, paths), ev)
+    with torch.no_grad():
+        critic.phi.zero_()
+    assert eP_td < 0.06 and eP_lstd < 0.06 and eP_mstde > 0.3, (eP_td, eP_lstd, eP_mstde)
+
+
+def test_orthogonality_surrogate_gradient_is_the_td_update(setup):
+    _, _, paths, critic = setup
+    sub = simulate_subset(paths, 50)
+    with torch.no_grad():
+        critic.phi.normal_(std=0.1)
+    critic.zero_grad()
+    q = mg.critic_on_grid(critic, sub)
+    mg.orthogonality_surrogate(q, sub).backward()
+    delta = mg.martingale_increments(q.detach(), sub)
+    xi = critic.features(sub.t, sub.z)[:, :-1]
+    manual = -(xi * delta[..., None]).sum(1).mean(0)
+    assert torch.allclose(critic.phi.grad, manual, atol=1e-10)
+    with torch.no_grad():
+        critic.phi.zero_()
+
+
+def simulate_subset(paths, n):
+    from dataclasses import replace
+
+    return replace(
+        paths,
+        x=paths.x[:n],
+        a=paths.a[:n],
+        psi=paths.psi[:n],
+        r=paths.r[:n],
+        terminal=paths.terminal[:n],
+    )
+
+
+def test_mlp_critic_learns_by_the_martingale_loss(setup):
+    prob, _, paths, _ = setup
+    torch.manual_seed(0)
+    sub = simulate_subset(paths, 500)
+    mlp = MLPCritic(1, 1, hidden=(32, 32), horizon=1.0, terminal=prob.sde().terminal)
+    opt = torch.optim.Adam(mlp.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(100):
+        opt.zero_grad()
+        loss = mg.martingale_loss(mg.critic_on_grid(mlp, sub), sub)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_returns_to_go_discounting():
+    prob = example("scalar-discounted")
+    score = LinearScore.for_problem(prob, K0=K)
+    g = torch.Generator().manual_seed(1)
+    paths = simulate(prob.sde(), score, initial_states(10, 2, 1.0, g), 0.1, n_steps=20, generator=g)
+    G = mg.returns_to_go(paths)
+    rr = paths.running_reward * paths.dt
+    expected = sum(np.exp(-0.5 * 0.1 * k) * rr[:, k] for k in range(20))
+    assert torch.allclose(G[:, 0], expected)
+    assert torch.allclose(G[:, 0], paths.objective())
