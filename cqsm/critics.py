@@ -13,7 +13,17 @@ from torch import nn
 
 from cqsm.sde import DTYPE
 
-__all__ = ["TimeBasis", "QuadraticCritic", "MLPCritic"]
+__all__ = ["TimeBasis", "QuadraticCritic", "MLPCritic", "mlp"]
+
+
+def mlp(n_in: int, hidden, n_out: int) -> nn.Sequential:
+    """A tanh multilayer perceptron in float64 (the networks of the LQ chapters)."""
+    layers, width = [], n_in
+    for h in hidden:
+        layers += [nn.Linear(width, h, dtype=DTYPE), nn.Tanh()]
+        width = h
+    layers.append(nn.Linear(width, n_out, dtype=DTYPE))
+    return nn.Sequential(*layers)
 
 
 class TimeBasis(nn.Module):
@@ -145,12 +155,7 @@ class MLPCritic(nn.Module):
     ):
         super().__init__()
         self.n, self.d, self.horizon, self.terminal = n, d, horizon, terminal
-        layers, width = [], n + d + (horizon is not None)
-        for h in hidden:
-            layers += [nn.Linear(width, h, dtype=DTYPE), nn.Tanh()]
-            width = h
-        layers.append(nn.Linear(width, 1, dtype=DTYPE))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp(n + d + (horizon is not None), hidden, 1)
 
     def forward(self, t, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         if self.horizon is None:

@@ -42,6 +42,7 @@ __all__ = [
     "orthogonality_surrogate",
     "fit_martingale_loss",
     "solve_orthogonality",
+    "fit_mean_squared_td_error",
     "trace_factor",
 ]
 
@@ -147,12 +148,27 @@ def solve_orthogonality(
 
     ``delta_k`` is affine in ``phi``: ``delta_k = u_k - phi . (f_k - e^{-beta dt} f_{k+1})``.
     """
+    f, u, df = _affine_increments(critic, paths)
+    xi = _eligibility_traces(f[:, :-1], trace_factor(paths, trace_rate))
+    return _solve(_flat(xi).T @ _flat(df), _flat(xi).T @ u.reshape(-1), ridge)
+
+
+def fit_mean_squared_td_error(critic, paths: Paths, ridge: float = 0.0) -> torch.Tensor:
+    """The exact minimiser of ``E sum_k delta_k^2`` over a linear critic (least squares).
+
+    What gradient descent on the mean squared TD error converges to on a fixed data set; it is
+    biased (see the module docstring), which chapter 4 shows.
+    """
+    _, u, df = _affine_increments(critic, paths)
+    return _solve(_flat(df).T @ _flat(df), _flat(df).T @ u.reshape(-1), ridge)
+
+
+def _affine_increments(critic, paths: Paths):
+    """Features ``f`` and ``delta_k = u_k - phi . df_k`` for a linear critic: ``(f, u, df)``."""
     f, b = _linear_parts(critic, paths)
     g = _discount_step(paths)
     u = g * b[:, 1:] - b[:, :-1] + paths.running_reward * paths.dt
-    df = f[:, :-1] - g * f[:, 1:]
-    xi = _eligibility_traces(f[:, :-1], trace_factor(paths, trace_rate))
-    return _solve(_flat(xi).T @ _flat(df), _flat(xi).T @ u.reshape(-1), ridge)
+    return f, u, f[:, :-1] - g * f[:, 1:]
 
 
 def _eligibility_traces(grads: torch.Tensor, kappa: float) -> torch.Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cqsm.critics import TimeBasis
+from cqsm.critics import TimeBasis, mlp
 from cqsm.sde import DTYPE
 
 __all__ = ["LinearScore", "MLPScore"]
@@ -73,12 +73,7 @@ class MLPScore(nn.Module):
     def __init__(self, n: int, d: int, hidden=(64, 64), horizon: float | None = None):
         super().__init__()
         self.n, self.d, self.horizon = n, d, horizon
-        layers, width = [], n + d + (horizon is not None)
-        for h in hidden:
-            layers += [nn.Linear(width, h, dtype=DTYPE), nn.Tanh()]
-            width = h
-        layers.append(nn.Linear(width, d, dtype=DTYPE))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp(n + d + (horizon is not None), hidden, d)
 
     def forward(self, t, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         inputs = [x, a]

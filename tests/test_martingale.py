@@ -87,20 +87,24 @@ def test_each_test_function_recovers_the_lyapunov_q(setup, estimate):
 
 def test_mean_squared_td_error_is_biased(setup):
     _, ev, paths, critic = setup
-    paths = simulate_subset(paths, 4000)
+    phi = mg.fit_mean_squared_td_error(critic, paths)
     with torch.no_grad():
-        critic.phi.zero_()
-    precond = feature_preconditioner(critic.features(paths.t, paths.z)[:, :-1])
-    hist = iterate_offline(critic, paths, "mean squared TD error", 0.1, 30, precond)
-    eP_mstde, _ = relative_error(critic, hist[-1], ev)
-    with torch.no_grad():
-        critic.phi.zero_()
-    hist = iterate_offline(critic, paths, "TD(0)", 0.1, 30, precond)
-    eP_td, _ = relative_error(critic, hist[-1], ev)
+        critic.phi.copy_(phi)
+    critic.zero_grad()
+    mg.mean_squared_td_error(mg.critic_on_grid(critic, paths), paths).backward()
+    assert critic.phi.grad.abs().max() < 1e-8  # it is the minimiser ...
+    eP_mstde, _ = relative_error(critic, phi, ev)
     eP_lstd, _ = relative_error(critic, mg.solve_orthogonality(critic, paths), ev)
+    assert eP_lstd < 0.025 and eP_mstde > 0.3, (eP_lstd, eP_mstde)  # ... and it is biased.
+    # Preconditioned TD(0) iterations converge to the consistent fixed point instead.
+    sub = simulate_subset(paths, 4000)
     with torch.no_grad():
         critic.phi.zero_()
-    assert eP_td < 0.06 and eP_lstd < 0.06 and eP_mstde > 0.3, (eP_td, eP_lstd, eP_mstde)
+    precond = feature_preconditioner(critic.features(sub.t, sub.z)[:, :-1])
+    hist = iterate_offline(critic, sub, "TD(0)", 0.1, 30, precond)
+    assert torch.allclose(hist[-1], mg.solve_orthogonality(critic, sub), rtol=0.1, atol=0.02)
+    with torch.no_grad():
+        critic.phi.zero_()
 
 
 def test_orthogonality_surrogate_gradient_is_the_td_update(setup):
