@@ -93,14 +93,21 @@ class QuadraticCritic(nn.Module):
 
     def features(self, t, z: torch.Tensor) -> torch.Tensor:
         """``d Q_phi / d phi`` at ``(t, z)``, shape ``(..., len(phi))``."""
-        t = torch.as_tensor(t, dtype=DTYPE).expand(z.shape[:-1])
         quad = z[..., self.iu[0]] * z[..., self.iu[1]] * self.pair_weight
         per_basis = torch.cat([quad, torch.ones_like(quad[..., :1])], -1)
-        return -(self.basis(t)[..., :, None] * per_basis[..., None, :]).flatten(-2)
+        out = self.basis(t)[..., :, None] * per_basis[..., None, :]  # t broadcasts over the batch
+        return -out.flatten(-2)
 
     def forward(self, t, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         z = torch.cat([x, a], -1)
         return self.base(t, z) + self.features(t, z) @ self.phi
+
+    def action_gradient(self, t, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``grad_a Q_phi = -(P_phi(t) z)_a`` in closed form (no autograd), shape of ``a``."""
+        S, _ = self._split()
+        P = self.G + torch.einsum("...j,jkl->...kl", self.basis(t), S)
+        z = torch.cat([x, a], -1)
+        return -(P[..., self.n :, :] @ z[..., None]).squeeze(-1)
 
     # --------------------------------------------------------------- read-outs
     def _split(self, phi: torch.Tensor | None = None):

@@ -222,13 +222,16 @@ def run_online(
                 r = sde.reward(t, x, a)
             x1, a1 = sde.step(torch.tensor(t), x, a, psi, dt, gen)
             z, z1 = torch.cat([x, a], -1), torch.cat([x1, a1], -1)
-            f = critic.features(t, z)
+            if k == 0:
+                f, b = critic.features(t, z), critic.base(t, z)
             with torch.no_grad():
-                q = critic.base(t, z) + f @ critic.phi
+                q = b + f @ critic.phi
                 if k == n_steps - 1:
+                    f1, b1 = None, None
                     q1 = sde.terminal(x1, a1)
                 else:
-                    q1 = critic.base(t1, z1) + critic.features(t1, z1) @ critic.phi
+                    f1, b1 = critic.features(t1, z1), critic.base(t1, z1)
+                    q1 = b1 + f1 @ critic.phi
                 delta = disc * q1 - q + (r - 0.5 * lam * (psi**2).sum(-1)) * dt
                 trace = kappa * trace + f
                 critic.phi += lr_c * critic_precond @ (trace * delta[:, None]).mean(0)
@@ -240,7 +243,7 @@ def run_online(
                     step = (resid[:, :, None] * g[:, None, :]).mean(0) @ score_precond  # (d, m*dim)
                     m = score.basis.size
                     score.theta += lr_s * dt * step.reshape(sde.d, m, -1).transpose(0, 1)
-            x, a = x1, a1
+            x, a, f, b = x1, a1, f1, b1
         if not (torch.all(torch.isfinite(critic.phi)) and torch.all(torch.isfinite(score.theta))):
             raise FloatingPointError(
                 f"Online learning diverged in episode {episode}: lower lr or score_lr."

@@ -20,7 +20,15 @@ __all__ = ["action_gradient", "score_matching_loss", "fit_linear_score", "improv
 
 
 def action_gradient(critic, t, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """``grad_a Q_phi(t, x, a)`` by automatic differentiation (no graph kept), shape of ``a``."""
+    """``grad_a Q_phi(t, x, a)`` (no graph kept), shape of ``a``.
+
+    A critic that knows its action gradient in closed form provides ``critic.action_gradient``
+    (the quadratic LQ family does; a test checks it against automatic differentiation); any other
+    critic is differentiated by autograd.
+    """
+    if hasattr(critic, "action_gradient"):
+        with torch.no_grad():
+            return critic.action_gradient(t, x, a)
     with torch.enable_grad():
         a = a.detach().requires_grad_(True)
         q = critic(t, x.detach(), a)

@@ -62,8 +62,7 @@ class LinearScore(nn.Module):
 
     def forward(self, t, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         z = torch.cat([x, a], -1)
-        t = torch.as_tensor(t, dtype=DTYPE).expand(z.shape[:-1])
-        K = torch.einsum("...j,jkl->...kl", self.basis(t), self.theta)
+        K = torch.einsum("...j,jkl->...kl", self.basis(t), self.theta)  # t broadcasts over z
         return (K @ z[..., None]).squeeze(-1)
 
 

@@ -103,3 +103,15 @@ def test_same_seed_same_numbers():
     assert a.equals(b)
     c = offline_cqsm(prob, OfflineSettings(n_iterations=1, n_paths=500, dt=0.05, seed=1), K)
     assert not a.equals(c)
+
+
+def test_closed_form_action_gradient_matches_autograd(exact_critic):
+    prob, critic = exact_critic
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 6, 1, generator=g, dtype=torch.float64)
+    a = torch.randn(4, 6, 1, generator=g, dtype=torch.float64)
+    t = torch.linspace(0, 1, 6, dtype=torch.float64)
+    with torch.enable_grad():
+        a_ = a.clone().requires_grad_(True)
+        (auto,) = torch.autograd.grad(critic(t, x, a_).sum(), a_)
+    assert torch.allclose(critic.action_gradient(t, x, a), auto, atol=1e-12)
