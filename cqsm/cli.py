@@ -11,16 +11,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from cqsm import figures
+from cqsm import book, figures
+from cqsm.manifest import MANIFEST, PipelineError, find_root
 
 # Errors that speak to the user: printed as one message, exit status 1, no traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (figures.PipelineError,)
+USER_ERRORS: tuple[type[Exception], ...] = (PipelineError,)
 
 
 def _root(args: argparse.Namespace) -> Path:
     if args.root is None:
-        return figures.find_root()
-    return figures.find_root(args.root, search_up=False)
+        return find_root()
+    return find_root(args.root, search_up=False)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +81,7 @@ def run_figures(args: argparse.Namespace) -> int:
     root = _root(args)
     if args.check:
         _, checked = figures.check(root, args.profile, args.chapter)
-        print(f"{len(checked)} chapters: their figure cells agree with {figures.MANIFEST}")
+        print(f"{len(checked)} chapters: their figure cells agree with {MANIFEST}")
         return 0
     figures.run_figures(
         root,
@@ -112,7 +113,7 @@ def add_book(subparsers) -> None:
 
 
 def run_book(args: argparse.Namespace) -> int:
-    figures.build_book(_root(args), args.profile, strict=args.strict)
+    book.build_book(_root(args), args.profile, strict=args.strict)
     return 0
 
 

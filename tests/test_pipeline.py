@@ -1,5 +1,7 @@
 """The figure pipeline: the manifest, caption injection, the papermill driver and the book build.
 
+Modules tested: ``cqsm.manifest``, ``cqsm.figures``, ``cqsm.book`` and ``cqsm.cli``.
+
 The tests marked ``built_outputs`` check what ``make test`` built just before running them
 (``cqsm figures --profile ci`` and ``cqsm book --profile ci --strict``). ``make test`` sets
 ``CQSM_BUILT_SINCE`` to the time it started: then missing or older outputs fail. Without it
@@ -20,8 +22,16 @@ import nbformat
 import pytest
 import yaml
 
-from cqsm import cli, figures
-from cqsm.figures import PipelineError, parse_manifest
+from cqsm import book, cli, figures
+from cqsm.manifest import (
+    MANIFEST,
+    Chapter,
+    Figure,
+    PipelineError,
+    figure_dir,
+    load_manifest,
+    parse_manifest,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CI = "ci"
@@ -61,7 +71,7 @@ class _FigureFinder(HTMLParser):
             self.text.append(data)
 
 
-def check_figure_in_page(page: Path, fig: figures.Figure, chapter: figures.Chapter) -> None:
+def check_figure_in_page(page: Path, fig: Figure, chapter: Chapter) -> None:
     """The page shows figure ``fig`` as an image with the manifest caption and its provenance."""
     finder = _FigureFinder(fig.id)
     finder.feed(page.read_text(encoding="utf-8"))
@@ -181,9 +191,9 @@ def test_every_problem_is_reported_at_once():
 
 def test_manifest_that_is_not_yaml(tmp_path):
     (tmp_path / "paper_figures").mkdir()
-    (tmp_path / figures.MANIFEST).write_text("chapters: [\n")
+    (tmp_path / MANIFEST).write_text("chapters: [\n")
     with pytest.raises(PipelineError, match="is not valid YAML"):
-        figures.load_manifest(tmp_path)
+        load_manifest(tmp_path)
 
 
 def test_unknown_profile_and_chapter_are_named():
@@ -195,10 +205,10 @@ def test_unknown_profile_and_chapter_are_named():
 
 
 def test_real_manifest_matches_the_toc():
-    manifest = figures.load_manifest(ROOT)
+    manifest = load_manifest(ROOT)
     assert set(manifest.profiles) == {"ci", "book", "paper"}
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    chapters = [d for d in figures.toc_files(toc) if d != toc["root"]]
+    chapters = [d for d in book.toc_files(toc) if d != toc["root"]]
     assert chapters == [c.file.with_suffix("").as_posix() for c in manifest.chapters.values()]
     for chapter in manifest.chapters.values():
         assert manifest.figures_of(chapter.name), f"{chapter.name} has no figures"
@@ -272,9 +282,9 @@ def figure_cell(fig_id, body):
 def write_scratch_repo(root, chapter_text, manifest=None):
     (root / "paper_figures").mkdir(parents=True, exist_ok=True)
     (root / "book").mkdir(exist_ok=True)
-    (root / figures.MANIFEST).write_text(yaml.safe_dump(manifest or tiny_manifest()))
+    (root / MANIFEST).write_text(yaml.safe_dump(manifest or tiny_manifest()))
     (root / "book" / "scratch.md").write_text(chapter_text)
-    return figures.load_manifest(root)
+    return load_manifest(root)
 
 
 @pytest.mark.parametrize(
@@ -312,13 +322,13 @@ def test_direct_builds_get_the_manifest_captions(tmp_path):
     env = SimpleNamespace(doc2path=lambda docname: str(tmp_path / f"{docname}.md"))
     app = SimpleNamespace(srcdir=str(tmp_path), env=env)
     source = [(tmp_path / "book" / "scratch.md").read_text()]
-    figures._caption_chapter_source(app, "book/scratch", source)
+    book._caption_chapter_source(app, "book/scratch", source)
     nb = jupytext.reads(source[0], fmt="md:myst")
     (cell,) = [c for c in nb.cells if figures.figure_name(c)]
     expected = figures.caption(manifest.figures["fig-line"], manifest.chapters["scratch"], "book")
     assert cell.metadata["mystnb"]["figure"]["caption"] == expected
     other = ["# Intro\n"]
-    figures._caption_chapter_source(app, "book/intro", other)
+    book._caption_chapter_source(app, "book/intro", other)
     assert other == ["# Intro\n"]
 
 
@@ -328,7 +338,7 @@ def test_book_needs_executed_notebooks(tmp_path):
     (tmp_path / "_config.yml").write_text("title: Scratch\n")
     (tmp_path / "book" / "intro.md").write_text("# Intro\n")
     with pytest.raises(PipelineError, match=r"run `cqsm figures --profile ci` first"):
-        figures.stage_book(tmp_path, "ci")
+        book.stage_book(tmp_path, "ci")
 
 
 def test_cli_check_and_errors(tmp_path, capsys):
@@ -410,7 +420,7 @@ def test_end_to_end_on_a_scratch_book(tmp_path, capsys):
     assert nb.metadata.papermill.input_path == "book/scratch.md"
     assert not list(executed.parent.glob("*.partial.ipynb"))
 
-    index = figures.build_book(tmp_path, CI, strict=True)
+    index = book.build_book(tmp_path, CI, strict=True)
     assert index == tmp_path.resolve() / "_build" / "html" / CI / "index.html"
     check_figure_in_page(index.parent / "book" / "scratch.html", fig, chapter)
 
@@ -422,7 +432,7 @@ def test_end_to_end_on_a_scratch_book(tmp_path, capsys):
     assert not executed.exists()
     assert executed.with_name("scratch.failed.ipynb").exists()
     with pytest.raises(PipelineError, match="run `cqsm figures --profile ci` first"):
-        figures.stage_book(tmp_path, CI)
+        book.stage_book(tmp_path, CI)
 
     # A figure file left from an earlier run does not count.
     (tmp_path / "book" / "scratch.md").write_text(scratch_chapter(suffixes=("pdf", "png")))
@@ -452,7 +462,7 @@ def test_cli_runs_a_chapter(tmp_path):
 # (d) What `make test` built: every figure file at ci, every chapter page with its figures
 # ---------------------------------------------------------------------------------------------
 
-MANIFEST = figures.load_manifest(ROOT)
+REPO_MANIFEST = load_manifest(ROOT)
 
 
 def _built_since():
@@ -476,20 +486,20 @@ def _require(path: Path, what: str) -> Path:
 
 
 @pytest.mark.built_outputs
-@pytest.mark.parametrize("fig_id", list(MANIFEST.figures))
+@pytest.mark.parametrize("fig_id", list(REPO_MANIFEST.figures))
 def test_built_figure_files(fig_id):
-    folder = figures.figure_dir(ROOT, CI)
+    folder = figure_dir(ROOT, CI)
     for suffix in figures.FIGURE_SUFFIXES:
         path = _require(folder / f"{fig_id}{suffix}", "figure file")
         assert path.stat().st_size > 0, f"{path} is empty"
 
 
 @pytest.mark.built_outputs
-@pytest.mark.parametrize("name", list(MANIFEST.chapters))
+@pytest.mark.parametrize("name", list(REPO_MANIFEST.chapters))
 def test_built_chapter_page_shows_its_figures(name):
-    chapter = MANIFEST.chapters[name]
-    html = figures.html_dir(ROOT, CI)
+    chapter = REPO_MANIFEST.chapters[name]
+    html = book.html_dir(ROOT, CI)
     _require(html / "index.html", "book page")
     page = _require(html / chapter.file.with_suffix(".html"), "chapter page")
-    for fig in MANIFEST.figures_of(name):
+    for fig in REPO_MANIFEST.figures_of(name):
         check_figure_in_page(page, fig, chapter)
