@@ -108,6 +108,24 @@ class LQSolution:
         p = self.problem
         return -(p.calE.T @ self.P(t)) / p.lam
 
+    def score(self, t, x, a):
+        """The linear score ``Psi(t, z) = K(t) z`` as a torch callable (for ``simulate``).
+
+        ``t`` is a 0-d tensor (one time for the whole batch), ``x (N, n)``, ``a (N, d)``.
+        """
+        import torch
+
+        K = torch.as_tensor(self.gain(float(t)), dtype=x.dtype)
+        return torch.cat([x, a], -1) @ K.T
+
+    def Q_on_grid(self, paths):
+        """``Q(t_k, z_k)`` on every point of simulated ``paths``, a tensor ``(N, K+1)``."""
+        import torch
+
+        z = paths.z.numpy()
+        values = [self.Q(float(tk), z[:, k]) for k, tk in enumerate(paths.t)]
+        return torch.tensor(np.stack(values, 1))
+
     def Q(self, t: float | None, z: np.ndarray) -> np.ndarray:
         """``Q(t, z)`` for a batch ``z`` of shape ``(..., n+d)``."""
         z = np.asarray(z, dtype=float)

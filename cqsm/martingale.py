@@ -36,6 +36,7 @@ __all__ = [
     "critic_on_grid",
     "returns_to_go",
     "martingale_increments",
+    "martingale_process",
     "martingale_loss",
     "mean_squared_td_error",
     "trace_sums",
@@ -78,6 +79,17 @@ def martingale_increments(q: torch.Tensor, paths: Paths) -> torch.Tensor:
 
 def _time_weights(paths: Paths) -> torch.Tensor:
     return torch.exp(-2 * paths.discount * (paths.t[:-1] - paths.t[0]))
+
+
+def martingale_process(q: torch.Tensor, paths: Paths) -> torch.Tensor:
+    """``M_{t_k} - M_{t_0}`` on the grid for critic values ``q (N, K+1)``, shape ``(N, K+1)``.
+
+    ``M_t = e^{-beta t} Q(t, z_t) + int_0^t e^{-beta u} (r - lam/2 |Psi|^2) du``: flat in mean if
+    and only if ``q`` is the Q-function of the score that generated ``paths``.
+    """
+    weights = torch.exp(-paths.discount * (paths.t[:-1] - paths.t[0]))
+    increments = weights * martingale_increments(q, paths)
+    return torch.cat([torch.zeros_like(q[:, :1]), increments.cumsum(1)], 1)
 
 
 def martingale_loss(q: torch.Tensor, paths: Paths) -> torch.Tensor:

@@ -162,3 +162,21 @@ def test_returns_to_go_discounting():
     expected = sum(np.exp(-0.5 * 0.1 * k) * rr[:, k] for k in range(20))
     assert torch.allclose(G[:, 0], expected)
     assert torch.allclose(G[:, 0], paths.objective())
+
+
+def test_martingale_process_is_flat_under_the_true_q_only():
+    prob = example("scalar")
+    score = LinearScore.for_problem(prob, K0=K)
+    g = torch.Generator().manual_seed(4)
+    z0 = torch.tensor([[1.0, -0.5]]).repeat(16000, 1).double()
+    paths = simulate(prob.sde(), score, z0, 0.02, generator=g)
+    true_q, wrong_q = prob.evaluate(K), prob.optimal()
+    for sol, flat in ((true_q, True), (wrong_q, False)):
+        end = mg.martingale_process(sol.Q_on_grid(paths), paths)[:, -1]
+        z = end.mean().item() / (end.std().item() / np.sqrt(len(end)))
+        assert (abs(z) < 3) == flat, (flat, z)
+    # The library's closed-form score simulates like a LinearScore with the same gain.
+    assert torch.allclose(
+        true_q.score(torch.tensor(0.5), paths.x[:, 3], paths.a[:, 3]),
+        score(torch.tensor(0.5), paths.x[:, 3], paths.a[:, 3]),
+    )
