@@ -16,7 +16,7 @@ are compared with the Riccati solution.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,7 @@ from cqsm.score_matching import fit_linear_score
 from cqsm.scores import LinearScore
 from cqsm.sde import simulate
 
-__all__ = ["OfflineSettings", "OnlineSettings", "offline_cqsm", "online_cqsm", "compare"]
+__all__ = ["OfflineSettings", "OnlineSettings", "CQSMRun", "offline_cqsm", "online_cqsm", "compare"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,20 @@ class OfflineSettings:
     """Initial states z_0 ~ N(0, init_spread^2 I)."""
     seed: int = 0
     """Seed of the simulation."""
+
+
+@dataclass
+class CQSMRun:
+    """What a CQSM run on an LQ problem learned, and how close it came to the closed form."""
+
+    history: pd.DataFrame
+    """One row of errors per round (offline) or recorded episode (online)."""
+    score: LinearScore
+    """The learned score (online: the Polyak average)."""
+    critic: QuadraticCritic
+    """The learned critic (``critic.phi``; online: the Polyak average)."""
+    final: dict = field(default_factory=dict)
+    """The errors of the learned score and critic (see :func:`compare`)."""
 
 
 def gain_error(prob: LQProblem, score: LinearScore, n_times: int = 21) -> float:
@@ -90,8 +104,11 @@ def compare(prob: LQProblem, critic: QuadraticCritic, phi, score: LinearScore, s
     }
 
 
-def offline_cqsm(prob: LQProblem, settings: OfflineSettings, K0) -> pd.DataFrame:
-    """Run offline CQSM from the constant gain ``K0``; one row of errors per round (round 0: K0)."""
+def offline_cqsm(prob: LQProblem, settings: OfflineSettings, K0) -> CQSMRun:
+    """Run offline CQSM from the constant gain ``K0``; one history row per round (round 0: K0).
+
+    The last round evaluates the last improved score; the returned score and critic are those.
+    """
     gen = torch.Generator().manual_seed(settings.seed)
     critic = QuadraticCritic.for_problem(prob, settings.critic_degree)
     score = LinearScore.for_problem(prob, settings.score_degree, K0=K0)
@@ -107,7 +124,8 @@ def offline_cqsm(prob: LQProblem, settings: OfflineSettings, K0) -> pd.DataFrame
         rows.append(row | _gain_columns(score))
         if it < settings.n_iterations:
             fit_linear_score(score, critic, paths, prob.lam)
-    return pd.DataFrame(rows)
+    final = {k: v for k, v in rows[-1].items() if k != "iteration"}
+    return CQSMRun(pd.DataFrame(rows), score, critic, final)
 
 
 def _gain_columns(score: LinearScore) -> dict:
@@ -117,8 +135,10 @@ def _gain_columns(score: LinearScore) -> dict:
 
 def online_cqsm(
     prob: LQProblem, settings: OnlineSettings, K0, record_every: int = 10, progress: bool = False
-) -> tuple[pd.DataFrame, dict]:
-    """Run online CQSM from ``K0``; returns per-episode errors and the final (averaged) errors."""
+) -> CQSMRun:
+    """Run online CQSM from ``K0``: errors of the running iterate every ``record_every`` episodes
+    in ``history``; the Polyak-averaged score and critic and their errors in ``score``, ``critic``
+    and ``final``."""
     gen = torch.Generator().manual_seed(settings.seed + 1)
     critic = QuadraticCritic.for_problem(prob, settings.critic_degree)
     score = LinearScore.for_problem(prob, settings.score_degree, K0=K0)
@@ -145,5 +165,6 @@ def online_cqsm(
     )
     with torch.no_grad():
         score.theta.copy_(theta)
+        critic.phi.copy_(phi)
     final = compare(prob, critic, phi, score, settings.init_spread)
-    return pd.DataFrame(rows), final
+    return CQSMRun(pd.DataFrame(rows), score, critic, final)

@@ -146,11 +146,14 @@ def _linear_parts(critic, paths: Paths):
 
 def fit_martingale_loss(critic, paths: Paths, ridge: float = 0.0) -> torch.Tensor:
     """The exact minimiser of the martingale loss over a linear critic (a least-squares fit)."""
-    f, b = _linear_parts(critic, paths)
-    w = _time_weights(paths)[None, :, None]
-    X = f[:, :-1]
-    y = (returns_to_go(paths) - b)[:, :-1]
-    return _solve(_flat(X * w).T @ _flat(X), _flat(X * w).T @ y.reshape(-1), ridge)
+
+    def moments(chunk):
+        f, b = _linear_parts(critic, chunk)
+        X = f[:, :-1]
+        Xw = _flat(X * _time_weights(chunk)[None, :, None])
+        return Xw.T @ _flat(X), Xw.T @ (returns_to_go(chunk) - b)[:, :-1].reshape(-1)
+
+    return _solve(*_accumulate(moments, paths), ridge)
 
 
 def solve_orthogonality(
@@ -160,9 +163,13 @@ def solve_orthogonality(
 
     ``delta_k`` is affine in ``phi``: ``delta_k = u_k - phi . (f_k - e^{-beta dt} f_{k+1})``.
     """
-    f, u, df = _affine_increments(critic, paths)
-    xi = _eligibility_traces(f[:, :-1], trace_factor(paths, trace_rate))
-    return _solve(_flat(xi).T @ _flat(df), _flat(xi).T @ u.reshape(-1), ridge)
+
+    def moments(chunk):
+        f, u, df = _affine_increments(critic, chunk)
+        xi = _flat(_eligibility_traces(f[:, :-1], trace_factor(chunk, trace_rate)))
+        return xi.T @ _flat(df), xi.T @ u.reshape(-1)
+
+    return _solve(*_accumulate(moments, paths), ridge)
 
 
 def fit_mean_squared_td_error(critic, paths: Paths, ridge: float = 0.0) -> torch.Tensor:
@@ -171,8 +178,21 @@ def fit_mean_squared_td_error(critic, paths: Paths, ridge: float = 0.0) -> torch
     What gradient descent on the mean squared TD error converges to on a fixed data set; it is
     biased (see the module docstring), which chapter 4 shows.
     """
-    _, u, df = _affine_increments(critic, paths)
-    return _solve(_flat(df).T @ _flat(df), _flat(df).T @ u.reshape(-1), ridge)
+
+    def moments(chunk):
+        _, u, df = _affine_increments(critic, chunk)
+        return _flat(df).T @ _flat(df), _flat(df).T @ u.reshape(-1)
+
+    return _solve(*_accumulate(moments, paths), ridge)
+
+
+def _accumulate(moments, paths: Paths, chunk_size: int = 2048):
+    """Sum ``moments(chunk) -> (lhs, rhs)`` over chunks of paths (bounded memory)."""
+    lhs = rhs = 0
+    for start in range(0, paths.n_paths, chunk_size):
+        a, b = moments(paths.select(slice(start, start + chunk_size)))
+        lhs, rhs = lhs + a, rhs + b
+    return lhs, rhs
 
 
 def _affine_increments(critic, paths: Paths):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -123,6 +123,17 @@ class Paths:
     @property
     def n_steps(self) -> int:
         return self.psi.shape[1]
+
+    def select(self, index) -> Paths:
+        """The paths picked by ``index`` (a slice, mask or index tensor over paths)."""
+        return replace(
+            self,
+            x=self.x[index],
+            a=self.a[index],
+            psi=self.psi[index],
+            r=self.r[index],
+            terminal=self.terminal[index],
+        )
 
     def objective(self) -> torch.Tensor:
         """The realised discounted objective of each path from ``t_0``, shape ``(N,)``."""

@@ -124,16 +124,7 @@ def test_orthogonality_surrogate_gradient_is_the_td_update(setup):
 
 
 def simulate_subset(paths, n):
-    from dataclasses import replace
-
-    return replace(
-        paths,
-        x=paths.x[:n],
-        a=paths.a[:n],
-        psi=paths.psi[:n],
-        r=paths.r[:n],
-        terminal=paths.terminal[:n],
-    )
+    return paths.select(slice(0, n))
 
 
 def test_mlp_critic_learns_by_the_martingale_loss(setup):

@@ -81,27 +81,29 @@ def test_gradient_step_on_score_network_lowers_the_loss(exact_critic):
 
 def test_offline_cqsm_learns_the_riccati_gain():
     prob = example("scalar")
-    df = offline_cqsm(prob, OfflineSettings(n_iterations=3, n_paths=4000, dt=0.02), K)
-    last = df.iloc[-1]
+    run = offline_cqsm(prob, OfflineSettings(n_iterations=3, n_paths=4000, dt=0.02), K)
+    df, last = run.history, run.history.iloc[-1]
     assert last["gain error"] < 0.05 and last["value gap"] < 2e-3, last.to_dict()
     assert df["value"].iloc[-1] > df["value"].iloc[0]
+    assert last["gain error"] == run.final["gain error"]
+    assert np.abs(run.score.gain(0.0) - prob.optimal().gain(0.0)).max() < 0.1
 
 
 @pytest.mark.slow
 def test_online_cqsm_learns_the_riccati_gain():
     prob = example("scalar")
     settings = OnlineSettings(n_episodes=40, n_paths=128, dt=0.02, lr=0.5, score_lr=0.5)
-    _, final = online_cqsm(prob, settings, K)
+    final = online_cqsm(prob, settings, K).final
     assert final["gain error"] < 0.08 and final["value gap"] < 5e-3, final
 
 
 def test_same_seed_same_numbers():
     prob = example("scalar")
     settings = OfflineSettings(n_iterations=1, n_paths=500, dt=0.05)
-    a = offline_cqsm(prob, settings, K)
-    b = offline_cqsm(prob, settings, K)
+    a = offline_cqsm(prob, settings, K).history
+    b = offline_cqsm(prob, settings, K).history
     assert a.equals(b)
-    c = offline_cqsm(prob, OfflineSettings(n_iterations=1, n_paths=500, dt=0.05, seed=1), K)
+    c = offline_cqsm(prob, OfflineSettings(n_iterations=1, n_paths=500, dt=0.05, seed=1), K).history
     assert not a.equals(c)
 
 
