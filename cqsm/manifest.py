@@ -160,15 +160,7 @@ def parse_manifest(data: Any, root: Path, source: str = str(MANIFEST)) -> Manife
         fig_id = entry.get("id")
         if isinstance(fig_id, str):
             where = f"figure {fig_id!r}"
-        missing = sorted(_FIGURE_KEYS - set(entry))
-        extra = sorted(set(entry) - _FIGURE_KEYS)
-        if missing:
-            problems.append(f"{where}: missing field {quoted(missing)}")
-        if extra:
-            problems.append(
-                f"{where}: unknown field {quoted(extra)} (allowed: id, chapter, caption)"
-            )
-        if missing:
+        if not _has_fields(entry, _FIGURE_KEYS, "id, chapter, caption", where, problems):
             continue
         ok = True
         if not isinstance(fig_id, str) or not _FIGURE_ID.match(fig_id):
@@ -196,6 +188,16 @@ def parse_manifest(data: Any, root: Path, source: str = str(MANIFEST)) -> Manife
     return Manifest(Path(root), profiles, chapters, figures)
 
 
+def _has_fields(entry: dict, keys: set, allowed: str, where: str, problems: list[str]) -> bool:
+    """Report missing and unknown fields of ``entry``; False when a required field is missing."""
+    missing, extra = sorted(keys - set(entry)), sorted(set(entry) - keys)
+    if missing:
+        problems.append(f"{where}: missing field {quoted(missing)}")
+    if extra:
+        problems.append(f"{where}: unknown field {quoted(extra)} (allowed: {allowed})")
+    return not missing
+
+
 def _parse_chapter(
     entry: Any, where: str, profiles: Mapping[str, str], problems: list[str]
 ) -> Chapter | None:
@@ -204,15 +206,7 @@ def _parse_chapter(
         return None
     if isinstance(entry.get("name"), str):
         where = f"chapter {entry['name']!r}"
-    missing = sorted(_CHAPTER_KEYS - set(entry))
-    extra = sorted(set(entry) - _CHAPTER_KEYS)
-    if missing:
-        problems.append(f"{where}: missing field {quoted(missing)}")
-    if extra:
-        problems.append(
-            f"{where}: unknown field {quoted(extra)} (allowed: name, file, parameters, timeout)"
-        )
-    if missing:
+    if not _has_fields(entry, _CHAPTER_KEYS, "name, file, parameters, timeout", where, problems):
         return None
     before = len(problems)
     name, file = entry["name"], entry["file"]
