@@ -27,7 +27,6 @@ from cqsm.critics import QuadraticCritic
 from cqsm.lq import LQProblem
 from cqsm.policy_evaluation import (
     OnlineSettings,
-    _score_features,
     feature_preconditioner,
     initial_states,
     relative_error,
@@ -147,7 +146,7 @@ def online_cqsm(
     z0 = initial_states(settings.n_paths, prob.dim, settings.init_spread, gen)
     pilot = simulate(sde, score, z0, settings.dt, generator=gen)
     critic_precond = feature_preconditioner(critic.features(pilot.t, pilot.z)[:, :-1])
-    score_precond = feature_preconditioner(_score_features(score, pilot.t, pilot.z)[:, :-1])
+    score_precond = feature_preconditioner(score.features(pilot.t, pilot.z)[:, :-1])
     rows = []
 
     def record(episode, phi, theta):

@@ -172,11 +172,6 @@ class OnlineSettings:
     """Seed."""
 
 
-def _score_features(score, t, z):
-    w = score.basis(torch.as_tensor(t, dtype=DTYPE).expand(z.shape[:-1]))
-    return (w[..., :, None] * z[..., None, :]).flatten(-2)
-
-
 def run_online(
     critic: QuadraticCritic,
     sde: AugmentedSDE,
@@ -243,10 +238,9 @@ def run_online(
                 target = action_gradient(critic, t, x, a) / lam
                 with torch.no_grad():
                     resid = target - score(t, x, a)  # (N, d)
-                    g = _score_features(score, t, z)  # (N, m*dim)
+                    g = score.features(t, z)  # (N, m*dim)
                     step = (resid[:, :, None] * g[:, None, :]).mean(0) @ score_precond  # (d, m*dim)
-                    m = score.basis.size
-                    score.theta += lr_s * dt * step.reshape(sde.d, m, -1).transpose(0, 1)
+                    score.theta += lr_s * dt * score.unflatten(step)
             x, a, f, b = x1, a1, f1, b1
         if not (torch.all(torch.isfinite(critic.phi)) and torch.all(torch.isfinite(score.theta))):
             raise FloatingPointError(

@@ -56,13 +56,11 @@ def fit_linear_score(score: LinearScore, critic, paths: Paths, lam: float) -> Li
     """
     t, x, a = _grid_states(paths)
     target = action_gradient(critic, t, x, a) / lam  # (N, K, d)
-    z = torch.cat([x, a], -1)
-    w = score.basis(t.expand(z.shape[:-1]))  # (N, K, m)
-    X = (w[..., :, None] * z[..., None, :]).flatten(-2).reshape(-1, w.shape[-1] * z.shape[-1])
-    Y = target.reshape(-1, target.shape[-1])
-    theta = torch.from_numpy(np.linalg.solve((X.T @ X).numpy(), (X.T @ Y).numpy()))
+    X = score.features(t, torch.cat([x, a], -1))
+    X, Y = X.reshape(-1, X.shape[-1]), target.reshape(-1, target.shape[-1])
+    theta_flat = torch.from_numpy(np.linalg.solve((X.T @ X).numpy(), (X.T @ Y).numpy()))
     with torch.no_grad():
-        score.theta.copy_(theta.T.reshape(score.d, w.shape[-1], z.shape[-1]).transpose(0, 1))
+        score.theta.copy_(score.unflatten(theta_flat.T))
     return score
 
 

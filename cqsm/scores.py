@@ -46,6 +46,19 @@ class LinearScore(nn.Module):
         with torch.no_grad():
             self.theta.copy_(torch.from_numpy(w)[:, None, None] * K)
 
+    def features(self, t, z: torch.Tensor) -> torch.Tensor:
+        """``d Psi_i / d theta_i = phi_j(t) z_l``, flattened over ``(j, l)``: ``(..., m*dim)``.
+
+        ``Psi_theta(t, z)_i = features(t, z) . theta_flat[i]`` with ``theta_flat`` as in
+        :meth:`unflatten`; ``t`` broadcasts over the batch of ``z``.
+        """
+        w = self.basis(t)
+        return (w[..., :, None] * z[..., None, :]).flatten(-2)
+
+    def unflatten(self, theta_flat: torch.Tensor) -> torch.Tensor:
+        """``(d, m*dim)`` coefficients on :meth:`features` as a tensor shaped like ``theta``."""
+        return theta_flat.reshape(self.d, self.basis.size, self.dim).transpose(0, 1)
+
     def gain(self, t=0.0) -> np.ndarray:
         """``K_theta(t)`` as a numpy array."""
         w = self.basis(torch.as_tensor(float(t), dtype=DTYPE))
