@@ -8,7 +8,7 @@ Modules, one concept each:
 - :mod:`cqsm.martingale`: policy evaluation by the martingale characterisation;
 - :mod:`cqsm.score_matching`: policy improvement by Q-score matching;
 - :mod:`cqsm.policy_evaluation`, :mod:`cqsm.lq_cqsm`: the LQ experiments of chapters 4 and 5;
-- :mod:`cqsm.plots`: the house style and figure saving;
+- :mod:`cqsm.plots`: the house style and figure saving; :mod:`cqsm.atomic`: atomic writes;
 - :mod:`cqsm.manifest`, :mod:`cqsm.figures`, :mod:`cqsm.book`, :mod:`cqsm.cli`: the figure
   pipeline, the book build and the ``cqsm`` command.
 """

@@ -23,7 +23,8 @@ from typing import Any
 
 import yaml
 
-from cqsm.figures import atomic_write_text, inject_captions, source_digest
+from cqsm.atomic import atomic_write_text
+from cqsm.figures import inject_captions, source_digest
 from cqsm.manifest import (
     MANIFEST,
     PipelineError,

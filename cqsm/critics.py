@@ -104,8 +104,7 @@ class QuadraticCritic(nn.Module):
 
     def action_gradient(self, t, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """``grad_a Q_phi = -(P_phi(t) z)_a`` in closed form (no autograd), shape of ``a``."""
-        S, _ = self._split()
-        P = self.G + torch.einsum("...j,jkl->...kl", self.basis(t), S)
+        P = self._P(t)
         z = torch.cat([x, a], -1)
         return -(P[..., self.n :, :] @ z[..., None]).squeeze(-1)
 
@@ -118,11 +117,14 @@ class QuadraticCritic(nn.Module):
         S = S + S.transpose(1, 2) - torch.diag_embed(torch.diagonal(S, dim1=1, dim2=2))
         return S, blocks[:, -1]
 
+    def _P(self, t, phi: torch.Tensor | None = None) -> torch.Tensor:
+        """``P_phi(t)`` (detached), with ``t`` of any shape: ``(*t.shape, dim, dim)``."""
+        S, _ = self._split(phi)
+        return self.G + torch.einsum("...j,jkl->...kl", self.basis(t), S)
+
     def P(self, t=0.0, phi: torch.Tensor | None = None) -> np.ndarray:
         """``P_phi(t)`` as a numpy array."""
-        S, _ = self._split(phi)
-        w = self.basis(torch.as_tensor(float(t), dtype=DTYPE))
-        return (self.G + torch.einsum("j,jkl->kl", w, S)).numpy()
+        return self._P(float(t), phi).numpy()
 
     def c(self, t=0.0, phi: torch.Tensor | None = None) -> float:
         """``c_phi(t)``."""

@@ -105,8 +105,7 @@ class LQSolution:
 
     def greedy_gain(self, t: float | None = None) -> np.ndarray:
         """``-(1/lam) calE^T P(t)``: the gain of ``grad_a Q / lam`` (one improvement step)."""
-        p = self.problem
-        return -(p.calE.T @ self.P(t)) / p.lam
+        return self.problem._greedy(self.P(t))
 
     def score(self, t, x, a):
         """The linear score ``Psi(t, z) = K(t) z`` as a torch callable (for ``simulate``).
@@ -162,7 +161,9 @@ class LQProblem:
         horizon: float | None = 1.0,
         discount: float = 0.0,
     ):
-        A = np.atleast_2d(np.asarray(A, dtype=float)) if np.ndim(A) == 0 else np.asarray(A, float)
+        A = np.asarray(A, dtype=float)
+        if A.ndim == 0:
+            A = A.reshape(1, 1)
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
             raise LQError(f"A must be a square n x n matrix; got shape {A.shape}.")
         n = A.shape[0]
@@ -201,6 +202,7 @@ class LQProblem:
         self.calA = np.block([[self.A, self.B], [np.zeros((d, n)), np.zeros((d, d))]])
         self.calE = np.vstack([np.zeros((n, d)), np.eye(d)])
         self.Sigma = scipy.linalg.block_diag(self.sigma_x, self.sigma_a)
+        self._calA_shifted = self.calA - 0.5 * self.discount * np.eye(n + d)
         self._optimal: LQSolution | None = None
 
     # ----------------------------------------------------------------- helpers
@@ -230,7 +232,20 @@ class LQProblem:
 
     def _shifted(self) -> np.ndarray:
         """``calA - (beta/2) I``: the drift that discounting turns calA into."""
-        return self.calA - 0.5 * self.discount * np.eye(self.dim)
+        return self._calA_shifted
+
+    def _greedy(self, P: np.ndarray) -> np.ndarray:
+        """``-(1/lam) calE^T P``: the gain of ``grad_a Q / lam`` for ``Q = -1/2 z^T P z - c``."""
+        return -(self.calE.T @ P) / self.lam
+
+    def _riccati(self, P: np.ndarray) -> np.ndarray:
+        """``A'^T P + P A' - (1/lam) P calE calE^T P + W`` with ``A' = calA - (beta/2) I``."""
+        Ash, E = self._shifted(), self.calE
+        return Ash.T @ P + P @ Ash - (P @ E) @ (E.T @ P) / self.lam + self.W
+
+    def _stationary_c(self, P: np.ndarray) -> float:
+        """``c = tr(Sigma Sigma^T P) / (2 beta)``, the constant of a stationary value."""
+        return float(np.trace(self.noise_cov @ P) / (2 * self.discount))
 
     def _check_gain(self, K: np.ndarray) -> np.ndarray:
         K = np.asarray(K, dtype=float)
@@ -253,7 +268,7 @@ class LQProblem:
 
     # ----------------------------------------------------------------- solutions
     def _solve_backward(self, rhs: Callable[[float, np.ndarray], np.ndarray]):
-        """Integrate ``-dP/dt = rhs(t, P)``, ``-dc/dt = 1/2 tr(Sigma Sigma^T P) + beta c``."""
+        """Integrate ``-dP/dt = rhs(t, P)``, ``-dc/dt = 1/2 tr(Sigma Sigma^T P) - beta c``."""
         m, S, beta = self.dim, self.noise_cov, self.discount
 
         def f(t, y):
@@ -285,19 +300,12 @@ class LQProblem:
         return self._optimal
 
     def _solve_optimal(self) -> LQSolution:
-        E, lam, W = self.calE, self.lam, self.W
         if self.stationary:
             P = self._stationary_riccati()
-            c = float(np.trace(self.noise_cov @ P) / (2 * self.discount))
-            K = -(E.T @ P) / lam
+            c, K = self._stationary_c(P), self._greedy(P)
             return LQSolution(self, lambda t: P, lambda t: c, lambda t: K)
-        Ash = self._shifted()
-
-        def rhs(t, P):
-            return Ash.T @ P + P @ Ash - (P @ E) @ (E.T @ P) / lam + W
-
-        P, c = self._solve_backward(rhs)
-        return LQSolution(self, P, c, lambda t: -(E.T @ P(t)) / lam)
+        P, c = self._solve_backward(lambda t, P: self._riccati(P))
+        return LQSolution(self, P, c, lambda t: self._greedy(P(t)))
 
     def evaluate(self, K: Gain) -> LQSolution:
         """The Q-function of the linear score ``Psi = K z`` (Lyapunov equation).
@@ -317,7 +325,7 @@ class LQProblem:
                 )
             P = scipy.linalg.solve_continuous_lyapunov(closed.T, -(W + lam * K0.T @ K0))
             P = (P + P.T) / 2
-            c = float(np.trace(self.noise_cov @ P) / (2 * self.discount))
+            c = self._stationary_c(P)
             return LQSolution(self, lambda t: P, lambda t: c, lambda t: K0)
 
         def rhs(t, P):
@@ -330,8 +338,8 @@ class LQProblem:
 
     def _stationary_riccati(self) -> np.ndarray:
         """The stabilising solution of the algebraic Riccati equation (Hamiltonian Schur method)."""
-        m, Ash, E, lam = self.dim, self._shifted(), self.calE, self.lam
-        H = np.block([[Ash, -(E @ E.T) / lam], [-self.W, -Ash.T]])
+        m, Ash, E = self.dim, self._shifted(), self.calE
+        H = np.block([[Ash, -(E @ E.T) / self.lam], [-self.W, -Ash.T]])
         T, U, k = scipy.linalg.schur(H, output="real", sort="lhp")
         X, Y = U[:m, :m], U[m:, :m]
         if k != m or np.linalg.cond(X) > 1e12:
@@ -342,8 +350,7 @@ class LQProblem:
             )
         P = np.linalg.solve(X.T, Y.T).T
         P = (P + P.T) / 2
-        residual = Ash.T @ P + P @ Ash - (P @ E) @ (E.T @ P) / lam + self.W
-        if np.abs(residual).max() > 1e-8 * max(1.0, np.abs(P).max()):
+        if np.abs(self._riccati(P)).max() > 1e-8 * max(1.0, np.abs(P).max()):
             raise LQError("The algebraic Riccati solve did not converge (residual too large).")
         return P
 
@@ -409,11 +416,12 @@ class ConventionalLQ:
         if discount <= 0:
             raise LQError(f"discount must be positive; got {discount}.")
         self.discount = float(discount)
+        Ash = self.A - 0.5 * self.discount * np.eye(n)
+        self._S = scipy.linalg.solve_continuous_are(Ash, self.B, self.M, self.N)
 
     def value_matrix(self) -> np.ndarray:
-        """``S`` with ``V(x) = -1/2 x^T S x - s`` (algebraic Riccati equation)."""
-        Ash = self.A - 0.5 * self.discount * np.eye(len(self.A))
-        return scipy.linalg.solve_continuous_are(Ash, self.B, self.M, self.N)
+        """``S`` with ``V(x) = -1/2 x^T S x - s`` (algebraic Riccati equation, solved once)."""
+        return self._S
 
     def action_hessian(self, dt: float) -> np.ndarray:
         """``-d^2 Q_dt / du^2``: hold ``u`` for ``dt``, then follow the optimal policy.
@@ -422,7 +430,7 @@ class ConventionalLQ:
         """
         if dt <= 0:
             raise LQError(f"dt must be positive; got {dt}.")
-        S = self.value_matrix()
+        S = self._S
         return self.N * dt + np.exp(-self.discount * dt) * (self.B.T @ S @ self.B) * dt**2
 
 

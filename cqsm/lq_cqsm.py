@@ -30,6 +30,7 @@ from cqsm.policy_evaluation import (
     feature_preconditioner,
     initial_states,
     relative_error,
+    relative_l2,
     run_online,
 )
 from cqsm.score_matching import fit_linear_score
@@ -75,11 +76,7 @@ class CQSMRun:
 
 def gain_error(prob: LQProblem, score: LinearScore, n_times: int = 21) -> float:
     """Relative L2-in-time error of the score's gain ``K_theta(t)`` against the Riccati gain."""
-    sol = prob.optimal()
-    ts = [0.0] if prob.stationary else np.linspace(0.0, prob.horizon, n_times)
-    num = sum(np.sum((score.gain(t) - sol.gain(t)) ** 2) for t in ts)
-    den = sum(np.sum(sol.gain(t) ** 2) for t in ts)
-    return float(np.sqrt(num / den))
+    return relative_l2(score.gain_function(), prob.optimal().gain, prob.horizon, n_times)
 
 
 def compare(prob: LQProblem, critic: QuadraticCritic, phi, score: LinearScore, spread: float):

@@ -45,6 +45,7 @@ __all__ = [
     "solve_orthogonality",
     "fit_mean_squared_td_error",
     "trace_factor",
+    "trace_decay",
 ]
 
 
@@ -60,16 +61,18 @@ def _discount_step(paths: Paths) -> float:
     return math.exp(-paths.discount * paths.dt)
 
 
+def _discounts(paths: Paths) -> torch.Tensor:
+    """``e^{-beta (t_k - t_0)}`` at the left end of each interval, shape ``(K,)``."""
+    return torch.exp(-paths.discount * (paths.t[:-1] - paths.t[0]))
+
+
 def returns_to_go(paths: Paths) -> torch.Tensor:
     """``G_k = sum_{j>=k} e^{-beta (t_j - t_k)} (r_j - lam/2 |Psi_j|^2) dt + e^{-beta(T-t_k)} h``.
 
     Shape ``(N, K+1)``; ``G_K = h`` (zero without a terminal reward).
     """
-    g, rr = _discount_step(paths), paths.running_reward * paths.dt
-    out = [paths.terminal]
-    for k in range(paths.n_steps - 1, -1, -1):
-        out.append(rr[:, k] + g * out[-1])
-    return torch.stack(out[::-1], 1)
+    rewards = torch.cat([paths.running_reward * paths.dt, paths.terminal[:, None]], 1)
+    return trace_sums(rewards, _discount_step(paths))
 
 
 def martingale_increments(q: torch.Tensor, paths: Paths) -> torch.Tensor:
@@ -78,7 +81,7 @@ def martingale_increments(q: torch.Tensor, paths: Paths) -> torch.Tensor:
 
 
 def _time_weights(paths: Paths) -> torch.Tensor:
-    return torch.exp(-2 * paths.discount * (paths.t[:-1] - paths.t[0]))
+    return _discounts(paths) ** 2
 
 
 def martingale_process(q: torch.Tensor, paths: Paths) -> torch.Tensor:
@@ -87,8 +90,7 @@ def martingale_process(q: torch.Tensor, paths: Paths) -> torch.Tensor:
     ``M_t = e^{-beta t} Q(t, z_t) + int_0^t e^{-beta u} (r - lam/2 |Psi|^2) du``: flat in mean if
     and only if ``q`` is the Q-function of the score that generated ``paths``.
     """
-    weights = torch.exp(-paths.discount * (paths.t[:-1] - paths.t[0]))
-    increments = weights * martingale_increments(q, paths)
+    increments = _discounts(paths) * martingale_increments(q, paths)
     return torch.cat([torch.zeros_like(q[:, :1]), increments.cumsum(1)], 1)
 
 
@@ -105,15 +107,23 @@ def mean_squared_td_error(q: torch.Tensor, paths: Paths) -> torch.Tensor:
 
 def trace_factor(paths: Paths, trace_rate: float | None) -> float:
     """``kappa = e^{-(beta + eta) dt}``; ``trace_rate=None`` (``eta = inf``) gives TD(0)."""
+    return trace_decay(paths.discount, paths.dt, trace_rate)
+
+
+def trace_decay(discount: float, dt: float, trace_rate: float | None) -> float:
+    """``kappa = e^{-(beta + eta) dt}`` from the rates themselves (see :func:`trace_factor`)."""
     if trace_rate is None:
         return 0.0
     if trace_rate < 0:
         raise ValueError(f"trace_rate eta must be >= 0 per unit time; got {trace_rate}.")
-    return math.exp(-(paths.discount + trace_rate) * paths.dt)
+    return math.exp(-(discount + trace_rate) * dt)
 
 
 def trace_sums(delta: torch.Tensor, kappa: float) -> torch.Tensor:
-    """``D_j = sum_{k>=j} kappa^{k-j} delta_k`` (the forward view of an eligibility trace)."""
+    """``D_j = sum_{k>=j} kappa^{k-j} delta_k`` along dim 1 (the forward view of a trace).
+
+    The same discounted suffix sum gives the returns to go (``kappa = e^{-beta dt}``).
+    """
     out = [delta[:, -1]]
     for k in range(delta.shape[1] - 2, -1, -1):
         out.append(delta[:, k] + kappa * out[-1])
@@ -207,10 +217,7 @@ def _eligibility_traces(grads: torch.Tensor, kappa: float) -> torch.Tensor:
     """``xi_k = sum_{j<=k} kappa^{k-j} g_j`` along the time axis (dim 1)."""
     if kappa == 0.0:
         return grads
-    out = [grads[:, 0]]
-    for k in range(1, grads.shape[1]):
-        out.append(grads[:, k] + kappa * out[-1])
-    return torch.stack(out, 1)
+    return trace_sums(grads.flip(1), kappa).flip(1)
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:

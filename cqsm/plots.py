@@ -10,13 +10,14 @@ the figure directory: ``$CQSM_FIGURE_DIR`` if set (the figure pipeline sets it p
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+
+from cqsm.atomic import atomic_write
 
 __all__ = ["set_style", "color", "palette", "figure_dir", "save", "exact_line"]
 
@@ -102,17 +103,6 @@ def figure_dir() -> Path:
     return root / "paper_figures" / "figures" / "interactive"
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 _METADATA = {"pdf": {"CreationDate": None, "ModDate": None}, "png": {"Software": None}}
 
 
@@ -126,9 +116,9 @@ def save(fig: plt.Figure, name: str, data: pd.DataFrame) -> Path:
     out = figure_dir()
     out.mkdir(parents=True, exist_ok=True)
     for ext in ("pdf", "png"):
-        _atomic_write(
+        atomic_write(
             out / f"{name}.{ext}",
             lambda p, ext=ext: fig.savefig(p, format=ext, metadata=_METADATA[ext]),
         )
-    _atomic_write(out / f"{name}.csv", lambda p: data.to_csv(p, index=False))
+    atomic_write(out / f"{name}.csv", lambda p: data.to_csv(p, index=False))
     return out

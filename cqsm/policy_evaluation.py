@@ -130,15 +130,24 @@ def iterate_offline(
     return history
 
 
+def relative_l2(learned, exact, horizon: float | None, n_times: int = 21) -> float:
+    """``||learned - exact|| / ||exact||`` in ``L2([0, T])`` on ``n_times`` equispaced times.
+
+    ``learned`` and ``exact`` map a time to an array (or a number); stationary: at ``t = 0``.
+    """
+    ts = [0.0] if horizon is None else np.linspace(0.0, horizon, n_times)
+    pairs = [(np.asarray(learned(t)), np.asarray(exact(t))) for t in ts]
+    num = sum(np.sum((a - b) ** 2) for a, b in pairs)
+    den = sum(np.sum(b**2) for _, b in pairs)
+    return math.sqrt(num / max(den, 1e-300))
+
+
 def relative_error(critic: QuadraticCritic, phi: torch.Tensor, solution, n_times: int = 21):
     """Relative L2-in-time errors of ``P_phi`` and ``c_phi`` against ``solution``: ``(eP, ec)``."""
     horizon = critic.horizon
-    ts = [0.0] if horizon is None else np.linspace(0.0, horizon, n_times)
-    dP = sum(np.sum((critic.P(t, phi) - solution.P(t)) ** 2) for t in ts)
-    nP = sum(np.sum(solution.P(t) ** 2) for t in ts)
-    dc = sum((critic.c(t, phi) - solution.c(t)) ** 2 for t in ts)
-    nc = sum(solution.c(t) ** 2 for t in ts)
-    return math.sqrt(dP / nP), math.sqrt(dc / max(nc, 1e-300))
+    eP = relative_l2(lambda t: critic.P(t, phi), solution.P, horizon, n_times)
+    ec = relative_l2(lambda t: critic.c(t, phi), solution.c, horizon, n_times)
+    return eP, ec
 
 
 # --------------------------------------------------------------------------- online
@@ -186,8 +195,7 @@ def run_online(
 
     At each grid time and for the batch of paths: apply ``Psi_theta``, step the SDE, form
     ``delta_k``, update ``phi += lr/T * precond @ mean(xi_k delta_k)``; if ``score_lr > 0``, move
-    the
-    score (a :class:`cqsm.scores.LinearScore`) by a preconditioned step on
+    the score (a :class:`cqsm.scores.LinearScore`) by a preconditioned step on
     ``|Psi_theta - grad_a Q_phi / lam|^2``. Returns the Polyak averages ``(phi, theta)``;
     ``callback(episode, phi, theta)`` sees the running parameters after each episode.
     """
@@ -198,9 +206,7 @@ def run_online(
         raise ValueError("run_online needs a finite-horizon problem.")
     n_steps = round(horizon / dt)
     disc = math.exp(-sde.discount * dt)
-    kappa = (
-        0.0 if settings.trace_rate is None else math.exp(-(sde.discount + settings.trace_rate) * dt)
-    )
+    kappa = mg.trace_decay(sde.discount, dt, settings.trace_rate)
     start_avg = int(settings.average_from * settings.n_episodes)
     phi_sum, theta_sum, n_avg = torch.zeros_like(critic.phi), torch.zeros_like(score.theta), 0
     episodes = range(settings.n_episodes)
@@ -237,7 +243,7 @@ def run_online(
             if lr_s > 0:
                 target = action_gradient(critic, t, x, a) / lam
                 with torch.no_grad():
-                    resid = target - score(t, x, a)  # (N, d)
+                    resid = target - psi  # (N, d); theta has not moved since psi
                     g = score.features(t, z)  # (N, m*dim)
                     step = (resid[:, :, None] * g[:, None, :]).mean(0) @ score_precond  # (d, m*dim)
                     score.theta += lr_s * dt * score.unflatten(step)

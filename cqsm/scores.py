@@ -40,7 +40,7 @@ class LinearScore(nn.Module):
         K = torch.as_tensor(np.asarray(K, dtype=float), dtype=DTYPE)
         if K.shape != (self.d, self.dim):
             raise ValueError(f"K must have shape ({self.d}, {self.dim}); got {tuple(K.shape)}.")
-        # The constant function 1 has coordinates  coef^{-T} e_0 ... solve basis(t) @ w = 1.
+        # Coordinates w of the constant function 1 in the basis (it holds tau^0): basis(t) w = 1.
         ts = torch.linspace(0, self.horizon or 1.0, self.basis.size + 3, dtype=DTYPE)
         w = np.linalg.lstsq(self.basis(ts).numpy(), np.ones(len(ts)), rcond=None)[0]
         with torch.no_grad():
@@ -61,8 +61,7 @@ class LinearScore(nn.Module):
 
     def gain(self, t=0.0) -> np.ndarray:
         """``K_theta(t)`` as a numpy array."""
-        w = self.basis(torch.as_tensor(float(t), dtype=DTYPE))
-        return torch.einsum("j,jkl->kl", w, self.theta.detach()).numpy()
+        return self.gain_function()(float(t))
 
     def gain_function(self):
         """``t -> K_theta(t)`` (a frozen numpy copy), for :meth:`cqsm.lq.LQProblem.evaluate`."""

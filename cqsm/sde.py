@@ -136,10 +136,13 @@ class Paths:
         )
 
     def objective(self) -> torch.Tensor:
-        """The realised discounted objective of each path from ``t_0``, shape ``(N,)``."""
-        disc = torch.exp(-self.discount * (self.t[:-1] - self.t[0]))
-        total = (self.running_reward * disc).sum(-1) * self.dt
-        return total + math.exp(-self.discount * (self.t[-1] - self.t[0]).item()) * self.terminal
+        """The realised discounted objective of each path from ``t_0``, shape ``(N,)``.
+
+        It is the return to go at ``t_0`` (:func:`cqsm.martingale.returns_to_go`).
+        """
+        from cqsm.martingale import returns_to_go
+
+        return returns_to_go(self)[:, 0]
 
 
 def _check_dt(dt: float) -> float:
@@ -203,7 +206,7 @@ def simulate(
         dt=dt,
         lam=sde.lam,
         discount=sde.discount,
-        finite_horizon=sde.terminal is not None,
+        finite_horizon=sde.horizon is not None,
     )
 
 
@@ -215,13 +218,16 @@ def euler_log_likelihood_ratio(paths: Paths, sigma_a: torch.Tensor) -> torch.Ten
     ``Psi^T C^{-1} da - (dt/2) Psi^T C^{-1} Psi`` with ``C = sigma_a sigma_a^T``.
     Its mean over paths is the KL divergence of the action path laws.
     """
-    C_inv = torch.linalg.inv(sigma_a @ sigma_a.T)
     da = paths.a[:, 1:] - paths.a[:, :-1]
-    w = paths.psi @ C_inv
+    w = paths.psi @ _precision(sigma_a)
     return ((w * da).sum(-1) - 0.5 * paths.dt * (w * paths.psi).sum(-1)).sum(-1)
 
 
 def kl_rate(psi: torch.Tensor, sigma_a: torch.Tensor) -> torch.Tensor:
     """The Girsanov KL rate ``1/2 Psi^T (sigma_a sigma_a^T)^{-1} Psi`` (per unit time)."""
-    C_inv = torch.linalg.inv(sigma_a @ sigma_a.T)
-    return 0.5 * ((psi @ C_inv) * psi).sum(-1)
+    return 0.5 * ((psi @ _precision(sigma_a)) * psi).sum(-1)
+
+
+def _precision(sigma_a: torch.Tensor) -> torch.Tensor:
+    """``(sigma_a sigma_a^T)^{-1}``, the precision of the action noise per unit time."""
+    return torch.linalg.inv(sigma_a @ sigma_a.T)
