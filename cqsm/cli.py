@@ -12,10 +12,20 @@ import sys
 from pathlib import Path
 
 from cqsm import book, figures
+from cqsm.envs import EnvError
 from cqsm.manifest import MANIFEST, PipelineError, find_root
+from cqsm.results import RunError
+from cqsm.settings import SettingsError
+from cqsm.train import TrainingDiverged
 
 # Errors that speak to the user: printed as one message, exit status 1, no traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (PipelineError,)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    PipelineError,
+    RunError,
+    EnvError,
+    SettingsError,
+    TrainingDiverged,
+)
 
 
 def _root(args: argparse.Namespace) -> Path:
@@ -41,7 +51,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_figures(subparsers) -> None:
+def add_figures(subparsers, argv: list[str]) -> None:
     parser = subparsers.add_parser(
         "figures",
         help="run the chapters with papermill and regenerate their figures",
@@ -93,7 +103,7 @@ def run_figures(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_book(subparsers) -> None:
+def add_book(subparsers, argv: list[str]) -> None:
     parser = subparsers.add_parser(
         "book",
         help="build the HTML book from the notebooks `cqsm figures` executed",
@@ -117,22 +127,127 @@ def run_book(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS = (add_figures, add_book)
+def _algo(argv: list[str]) -> str:
+    """The ``--algo`` given on the command line (its settings become options), default cqsm."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--algo", default="cqsm")
+    return pre.parse_known_args(argv)[0].algo
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_train(subparsers, argv: list[str]) -> None:
+    from cqsm import settings as cli_settings
+    from cqsm.agents import ALGOS, agent_class
+    from cqsm.train import TrainSettings
+
+    algo = _algo(argv)
+    parser = subparsers.add_parser(
+        "train",
+        help="train an agent on a Gymnasium environment (resumable)",
+        description="Train one run and write <out>/<algo>-<env>-s<seed>/ with settings.json, "
+        "results.csv (tidy rows), provenance.json, checkpoint.pt and policy.pt. Settings start "
+        "from the defaults, then the task's row of cqsm.presets.TASKS, then the options given "
+        f"here. The algorithm's settings below are those of --algo {algo} (choose another with "
+        f"--algo and ask --help again); algorithms: {', '.join(sorted(ALGOS))}.",
+    )
+    train_group = parser.add_argument_group("training loop")
+    cli_settings.add_arguments(train_group, TrainSettings, skip=("agent",))
+    if algo in ALGOS:
+        group = parser.add_argument_group(f"{algo} settings")
+        cli_settings.add_arguments(group, agent_class(algo).Settings, dest_prefix="agent.")
+    parser.set_defaults(run=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from cqsm import settings as cli_settings
+    from cqsm.agents import agent_class
+    from cqsm.train import TrainSettings, train
+
+    given = cli_settings.given(args, TrainSettings)
+    given.pop("agent", None)
+    env, algo = given.pop("env", TrainSettings.env), given.get("algo", TrainSettings.algo)
+    agent = cli_settings.given(args, agent_class(algo).Settings, dest_prefix="agent.")
+    settings = TrainSettings.for_task(env, agent=agent, **given)
+    print(f"cqsm train: {settings.run_dir}; {algo} settings: {settings.agent}")
+    result = train(settings)
+    last = result.rows.iloc[-1]
+    print(
+        f"step {int(last['step'])}: eval return {last['eval_return']:.1f} "
+        f"± {last['eval_return_std']:.1f}; results in {result.run_dir}"
+    )
+    return 0
+
+
+def add_evaluate(subparsers, argv: list[str]) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a trained policy from its run folder; optionally record a GIF",
+        description="Load <run>/settings.json and the policy (policy.pt, else checkpoint.pt), "
+        "run episodes without exploration noise and print their returns. With --render, "
+        "record the first episode as an animated GIF (MuJoCo envs render off-screen: set "
+        "MUJOCO_GL=egl, which this command does when it is unset).",
+    )
+    parser.add_argument("run_dir", type=Path, help="the run folder written by `cqsm train`")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes (default: 10)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the evaluation starts "
+        "(default: the run's seed, i.e. the training evaluations' episodes)",
+    )
+    parser.add_argument("--render", action="store_true", help="record the first episode")
+    parser.add_argument(
+        "--video",
+        type=Path,
+        default=None,
+        help="where to write the GIF (default: <run>/policy.gif)",
+    )
+    parser.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import os
+
+    if args.render:
+        os.environ.setdefault("MUJOCO_GL", "egl")
+    from cqsm.evaluation import evaluate, load_run, record
+
+    settings, env, agent = load_run(args.run_dir, render_mode="rgb_array" if args.render else None)
+    frames = [] if args.render else None
+    seed = settings.seed if args.seed is None else args.seed
+    returns = evaluate(agent, env, args.episodes, seed, frames=frames)
+    print(
+        f"{settings.algo} on {settings.env}: return {returns.mean():.1f} ± {returns.std():.1f} "
+        f"over {args.episodes} episodes"
+    )
+    if frames is not None:
+        path = record(
+            [f for f, _ in frames],
+            args.video or args.run_dir / "policy.gif",
+            fps=1 / env.unwrapped.dt,
+        )
+        print(f"recorded {len(frames)} frames to {path}")
+    return 0
+
+
+SUBCOMMANDS = (add_figures, add_book, add_train, add_evaluate)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cqsm",
-        description="Continuous Q-Score Matching: regenerate the figures and build the book.",
+        description="Continuous Q-Score Matching: train agents, regenerate the figures, build "
+        "the book.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    argv = sys.argv[1:] if argv is None else argv
     for add in SUBCOMMANDS:
-        add(subparsers)
+        add(subparsers, argv)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return args.run(args)
     except USER_ERRORS as err:

@@ -1,0 +1,69 @@
+"""Parts every deep agent shares: networks, twin critics, target updates, the agent interface.
+
+An agent is built from its settings and the (wrapped) training env, acts on one observation,
+updates from a replay batch, and saves its whole state. :func:`cqsm.train.train` drives it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["Agent", "mlp", "TwinCritic", "soft_update", "as_batch"]
+
+
+class Agent(Protocol):
+    """What :func:`cqsm.train.train` needs from an algorithm."""
+
+    @staticmethod
+    def wrap(env: gym.Env, settings, explore: bool) -> gym.Env:
+        """The env the agent acts in (for CQSM, the action-diffusion wrapper)."""
+
+    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+        """The action for one observation; ``explore=False`` for evaluation."""
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One gradient step from a replay batch; returns losses and diagnostics."""
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def mlp(n_in: int, hidden: tuple[int, ...], n_out: int) -> nn.Sequential:
+    """A ReLU multilayer perceptron (float32), the network of every deep agent."""
+    layers, width = [], n_in
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+class TwinCritic(nn.Module):
+    """Two independent critics ``Q_1, Q_2`` of ``(x, a)`` (clipped double-Q takes their minimum)."""
+
+    def __init__(self, x_dim: int, a_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.q1 = mlp(x_dim + a_dim, hidden, 1)
+        self.q2 = mlp(x_dim + a_dim, hidden, 1)
+
+    def forward(self, x: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xa = torch.cat([x, a], -1)
+        return self.q1(xa).squeeze(-1), self.q2(xa).squeeze(-1)
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging ``target <- (1 - tau) target + tau source``."""
+    for t, s in zip(target.parameters(), source.parameters(), strict=True):
+        t.lerp_(s, tau)
+
+
+def as_batch(obs: np.ndarray) -> torch.Tensor:
+    """One observation as a float32 batch of one."""
+    return torch.as_tensor(np.asarray(obs, dtype=np.float32)).unsqueeze(0)

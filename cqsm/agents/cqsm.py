@@ -1,0 +1,199 @@
+"""Continuous Q-Score Matching: the whole agent in one file.
+
+The action is a diffusion ``da = Psi dt + sigma_a dB`` (run by
+:class:`~cqsm.envs.ActionDiffusionWrapper`); the policy is its drift, the score
+``Psi_theta(x, a_prev)``. Each update:
+
+1. **Critic** (policy evaluation, the discretised martingale condition): twin ``Q_phi(x_k, a_k)``
+   regress on
+
+       r_k dt + e^{-beta dt} ( -(lam/2)|Psi'|^2 dt + min_j Qbar_j(x_{k+1}, a'_{k+1}) ),
+       Psi' = Psi_theta(x_{k+1}, a_k),   a'_{k+1} = boundary(a_k + Psi' dt + sigma_a sqrt(dt) eps),
+
+   with ``a'_{k+1}`` re-sampled from the *current* score (the action dynamics are known), so
+   replayed transitions give exact off-policy evaluation; ``terminated`` stops bootstrapping.
+2. **Score** (policy improvement), one of
+   - Q-score matching: ``|Psi_theta - grad_a Q_phi(x, a_hat) / lam|^2`` with ``a_hat = a_prev +
+     Psi_theta dt`` held fixed (``"score_matching"``), or the same loss divided by the batch's
+     mean squared target (``"scale_free"``: same minimiser, a gradient that does not grow as
+     ``lam`` shrinks);
+   - its Feynman–Kac (proximal) policy-gradient twin: maximise
+     ``Q_phi(x, a_hat) - (lam/2)|Psi|^2 dt`` through ``Psi_theta`` (``"feynman_kac"``).
+   Both have the fixed point ``Psi = grad_a Q / lam``.
+
+Rewards are rates (their integral over a step is ``reward * base_dt``); ``lam``, ``sigma_a``,
+``beta`` and the rate scale are in physical units, so they do not change with the control interval.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cqsm.agents.common import TwinCritic, as_batch, mlp, soft_update
+from cqsm.envs import ActionDiffusionWrapper, EnvError
+from cqsm.settings import SettingsError
+
+__all__ = ["CQSMSettings", "CQSMAgent", "ACTOR_FORMS"]
+
+ACTOR_FORMS = ("score_matching", "scale_free", "feynman_kac")
+
+
+@dataclass
+class CQSMSettings:
+    """Settings of the CQSM agent (physical units: seconds, action units, rewards as rates)."""
+
+    lam: float = 0.002
+    """price of action speed: the running reward is r - (lam/2)|Psi|^2"""
+    sigma_a: float = 1.0
+    """noise of the action process, action units per square-root second (0 in evaluation)"""
+    beta: float | None = None
+    """discount rate per second (None: -ln(0.99)/env.dt, i.e. 0.99 per native env step)"""
+    rate_scale: float | None = None
+    """largest score value, action units per second (None: ten box widths per second)"""
+    boundary: str = "reflect"
+    """keeping the action in its box: 'reflect' or 'squash' (an unbounded latent action)"""
+    actor: str = "score_matching"
+    """score update: 'score_matching', 'scale_free' or 'feynman_kac' (the policy-gradient twin)"""
+    hidden: tuple[int, ...] = (256, 256)
+    """hidden layer widths of the critics and of the score network"""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics"""
+    score_lr: float = 3e-4
+    """Adam learning rate of the score network"""
+    tau: float = 0.005
+    """Polyak rate of the target critics"""
+    score_every: int = 1
+    """update the score once every this many critic updates"""
+
+    def __post_init__(self):
+        for name in ("lam", "critic_lr", "score_lr", "tau"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise SettingsError(
+                    f"CQSMSettings.{name} must be a positive number; got {value!r}."
+                )
+        if self.beta is not None and not (math.isfinite(self.beta) and self.beta > 0):
+            raise SettingsError(
+                f"CQSMSettings.beta must be a positive rate per second; got {self.beta!r}."
+            )
+        if self.actor not in ACTOR_FORMS:
+            raise SettingsError(f"Unknown actor form {self.actor!r}; choose one of {ACTOR_FORMS}.")
+        if self.score_every < 1:
+            raise SettingsError(f"CQSMSettings.score_every must be >= 1; got {self.score_every}.")
+        self.hidden = tuple(int(h) for h in self.hidden)
+
+
+class CQSMAgent:
+    """The CQSM agent acting in an :class:`~cqsm.envs.ActionDiffusionWrapper`."""
+
+    Settings = CQSMSettings
+
+    @staticmethod
+    def wrap(
+        env: gym.Env, settings: CQSMSettings, explore: bool, action_repeat: int = 1
+    ) -> gym.Env:
+        return ActionDiffusionWrapper(
+            env,
+            sigma_a=settings.sigma_a,
+            rate_scale=settings.rate_scale,
+            boundary=settings.boundary,
+            action_repeat=action_repeat,
+            explore=explore,
+        )
+
+    def __init__(self, settings: CQSMSettings, env: gym.Env):
+        if not isinstance(env, ActionDiffusionWrapper):
+            raise EnvError(
+                "CQSMAgent acts in an ActionDiffusionWrapper; build the env with CQSMAgent.wrap."
+            )
+        self.settings = s = settings
+        self.n, self.diffusion = env.n, env.diffusion
+        self.dt, self.base_dt, self.rate_scale = env.dt, env.base_dt, env.rate_scale
+        self.beta = s.beta if s.beta is not None else -math.log(0.99) / env.base_dt
+        self.discount = math.exp(-self.beta * self.dt)
+        d = self.diffusion.d
+        self.score_net = mlp(self.n + d, s.hidden, d)
+        self.critic = TwinCritic(self.n, d, s.hidden)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=s.critic_lr, fused=True)
+        self.score_opt = torch.optim.Adam(self.score_net.parameters(), lr=s.score_lr, fused=True)
+        self.updates = 0
+
+    def score(self, obs: torch.Tensor) -> torch.Tensor:
+        """``Psi_theta(x, a_prev)`` in action units per second, bounded by the rate scale."""
+        return self.rate_scale * torch.tanh(self.score_net(obs))
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
+        # One network evaluation per step; the wrapper adds the noise (none in evaluation).
+        return self.score(as_batch(obs))[0].numpy()
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        s, n, dt = self.settings, self.n, self.dt
+        obs, next_obs = batch["obs"], batch["next_obs"]
+        x, a_prev = obs[:, :n], obs[:, n:]  # (x_k, a_{k-1}): what the score saw
+        x_next, a = next_obs[:, :n], next_obs[:, n:]  # (x_{k+1}, a_k): a_k was applied at x_k
+
+        # Critic: the discretised martingale condition, a'_{k+1} re-sampled from the current score.
+        with torch.no_grad():
+            psi_next = self.score(next_obs)
+            a_next = self.diffusion.move(a, psi_next, torch.randn_like(a))
+            q_next = torch.min(*self.critic_target(x_next, a_next))
+            future = q_next - 0.5 * s.lam * psi_next.square().sum(-1) * dt
+            target = (
+                batch["reward"] * self.base_dt + (1 - batch["terminated"]) * self.discount * future
+            )
+        q1, q2 = self.critic(x, a)
+        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+        self.updates += 1
+        info = {"critic_loss": critic_loss.item(), "q": q1.mean().item()}
+        if self.updates % s.score_every:
+            return info
+
+        # Score: Q-score matching, or its Feynman–Kac policy-gradient twin.
+        psi = self.score(obs)
+        a_hat = self.diffusion.mean_move(a_prev, psi)
+        if s.actor == "feynman_kac":
+            q_hat = self.critic.q1(torch.cat([x, a_hat], -1)).squeeze(-1)
+            score_loss = -(q_hat / dt - 0.5 * s.lam * psi.square().sum(-1)).mean()
+            grad_a = None
+        else:
+            a_hat = a_hat.detach().requires_grad_(True)
+            q_hat = self.critic.q1(torch.cat([x, a_hat], -1))
+            grad_a = torch.autograd.grad(q_hat.sum(), a_hat)[0]
+            target_psi = grad_a / s.lam
+            score_loss = (psi - target_psi).square().sum(-1).mean()
+            if s.actor == "scale_free":
+                score_loss = score_loss / target_psi.square().sum(-1).mean().clamp_min(1e-12)
+        self.score_opt.zero_grad(set_to_none=True)
+        score_loss.backward()
+        self.score_opt.step()
+        soft_update(self.critic_target, self.critic, s.tau)
+        with torch.no_grad():
+            info["score_loss"] = score_loss.item()
+            info["score_rms"] = psi.square().mean().sqrt().item()
+            info["score_saturated"] = (psi.abs() > 0.95 * self.rate_scale).float().mean().item()
+            if grad_a is not None:
+                info["grad_a_q"] = grad_a.norm(dim=-1).mean().item()
+        return info
+
+    def state_dict(self) -> dict:
+        return {
+            name: getattr(self, name).state_dict()
+            for name in ("score_net", "critic", "critic_target", "critic_opt", "score_opt")
+        } | {"updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in ("score_net", "critic", "critic_target", "critic_opt", "score_opt"):
+            getattr(self, name).load_state_dict(state[name])
+        self.updates = int(state["updates"])

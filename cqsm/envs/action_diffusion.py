@@ -1,0 +1,256 @@
+"""The action as a diffusion: any Gymnasium env with a ``Box`` action space as the augmented system.
+
+At control step ``k`` the agent observes ``(x_k, a_{k-1})``, the latest state and the action in
+force, and returns a score value ``Psi_k`` (action units per second). The wrapper moves the action
+
+    a_k = boundary(a_{k-1} + Psi_k dt + sigma_a sqrt(dt) eps_k)
+
+and only then does the env apply ``a_k`` for ``dt`` seconds. Everything is in physical units, so a
+different control interval (``action_repeat``) leaves the continuous-time problem unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+__all__ = ["ActionDiffusion", "ActionDiffusionWrapper", "BOUNDARIES", "EnvError"]
+
+BOUNDARIES = ("reflect", "squash")
+
+
+class EnvError(ValueError):
+    """An environment or wrapper setting that cannot work, with what to do instead."""
+
+
+def _check_positive(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise EnvError(f"{name} must be a positive number (physical units); got {value!r}.")
+    return value
+
+
+@dataclass(frozen=True)
+class ActionDiffusion:
+    """The Euler step of ``da = Psi dt + sigma_a dB`` kept in the box ``[low, high]``.
+
+    ``boundary="reflect"``: ``a`` lives in the box and is reflected at its faces (the reflected
+    diffusion); the state variable is the applied action. ``boundary="squash"``: the state variable
+    is an unbounded latent ``u`` and the env applies ``low + (high - low)(1 + tanh u)/2``. A box
+    with infinite faces (the LQ env) makes both boundaries the identity. Works on numpy arrays and
+    on torch tensors alike, so the wrapper and the agent's TD target use the same step.
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+    dt: float
+    sigma_a: float
+    boundary: str = "reflect"
+
+    def __post_init__(self):
+        _check_positive("dt", self.dt)
+        if not math.isfinite(self.sigma_a) or self.sigma_a < 0:
+            raise EnvError(f"sigma_a must be >= 0 (per square-root second); got {self.sigma_a!r}.")
+        if self.boundary not in BOUNDARIES:
+            raise EnvError(f"Unknown boundary {self.boundary!r}; choose one of {BOUNDARIES}.")
+        if np.any(self.low >= self.high):
+            raise EnvError(f"The action box is empty: low={self.low}, high={self.high}.")
+
+    @property
+    def d(self) -> int:
+        return int(self.low.shape[0])
+
+    @property
+    def bounded(self) -> np.ndarray:
+        return np.isfinite(self.low) & np.isfinite(self.high)
+
+    def state_space(self) -> gym.spaces.Box:
+        """The space of the action process's state (the applied action, or the latent)."""
+        if self.boundary == "squash":
+            low = np.where(self.bounded, -np.inf, self.low)
+            high = np.where(self.bounded, np.inf, self.high)
+            return gym.spaces.Box(low.astype(np.float32), high.astype(np.float32))
+        return gym.spaces.Box(self.low.astype(np.float32), self.high.astype(np.float32))
+
+    def initial(self) -> np.ndarray:
+        """The action in force before the first step: the box centre (zero where unbounded)."""
+        lo, hi, mask = self._bounds(self.low)
+        centre = np.where(mask, 0.5 * (lo + hi), 0.0)
+        return self.keep(centre) if self.boundary == "reflect" else np.zeros(self.d)
+
+    def _bounds(self, like):
+        if isinstance(like, torch.Tensor):
+            lo = torch.as_tensor(np.where(self.bounded, self.low, 0.0), dtype=like.dtype)
+            hi = torch.as_tensor(np.where(self.bounded, self.high, 1.0), dtype=like.dtype)
+            mask = torch.as_tensor(self.bounded)
+            return lo, hi, mask
+        return (
+            np.where(self.bounded, self.low, 0.0),
+            np.where(self.bounded, self.high, 1.0),
+            self.bounded,
+        )
+
+    def keep(self, a):
+        """The boundary map: reflect into the box, or (squash) leave the latent unbounded."""
+        if self.boundary == "squash":
+            return a
+        lo, hi, mask = self._bounds(a)
+        width = hi - lo
+        y = (a - lo) % (2 * width)
+        reflected = lo + width - abs(y - width)
+        if isinstance(a, torch.Tensor):
+            return torch.where(mask, reflected, a)
+        return np.where(mask, reflected, a)
+
+    def applied(self, state):
+        """The action the env applies for a state of the action process."""
+        if self.boundary == "reflect":
+            return state
+        lo, hi, mask = self._bounds(state)
+        tanh = torch.tanh if isinstance(state, torch.Tensor) else np.tanh
+        squashed = lo + (hi - lo) * 0.5 * (1 + tanh(state))
+        if isinstance(state, torch.Tensor):
+            return torch.where(mask, squashed, state)
+        return np.where(mask, squashed, state)
+
+    def mean_move(self, a, psi):
+        """``boundary(a + Psi dt)``: the move without noise (the actor's ``a_hat``)."""
+        return self.keep(a + psi * self.dt)
+
+    def move(self, a, psi, eps):
+        """``boundary(a + Psi dt + sigma_a sqrt(dt) eps)`` for standard normal ``eps``."""
+        return self.keep(a + psi * self.dt + self.sigma_a * math.sqrt(self.dt) * eps)
+
+
+class ActionDiffusionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Make a ``Box``-action env the augmented continuous-time system of the book.
+
+    Observation: ``concat(x_k, a_{k-1})`` (``a`` is the latent with ``boundary="squash"``).
+    Action: the score value ``Psi`` in action units per second, clipped to ``+-rate_scale``.
+    Reward: the env's own reward summed over the repeats, so returns stay comparable with other
+    agents; its integral over the step is ``reward * base_dt`` (rewards are rates). ``info`` holds
+    the applied action, the score value used and ``dt``.
+
+    Args:
+        env: a Gymnasium env with a ``Box`` action space.
+        sigma_a: noise of the action process, action units per square-root second.
+        rate_scale: the largest score value, action units per second (``None``: sweep the box in
+            0.1 s, i.e. ten box widths per second).
+        boundary: ``"reflect"`` or ``"squash"`` (see :class:`ActionDiffusion`).
+        action_repeat: env steps per control step; ``dt = action_repeat * env.dt``.
+        explore: ``False`` runs the action process with ``sigma_a = 0`` (evaluation).
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        sigma_a: float = 1.0,
+        rate_scale: float | None = None,
+        boundary: str = "reflect",
+        action_repeat: int = 1,
+        explore: bool = True,
+    ):
+        gym.utils.RecordConstructorArgs.__init__(
+            self,
+            sigma_a=sigma_a,
+            rate_scale=rate_scale,
+            boundary=boundary,
+            action_repeat=action_repeat,
+            explore=explore,
+        )
+        gym.Wrapper.__init__(self, env)
+        space = env.action_space
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+            raise EnvError(
+                f"The action diffusion needs a one-dimensional Box action space; "
+                f"{env.spec.id if env.spec else env} has {space}. Discrete or structured "
+                "actions cannot be a diffusion."
+            )
+        if int(action_repeat) != action_repeat or action_repeat < 1:
+            raise EnvError(f"action_repeat must be a positive integer; got {action_repeat!r}.")
+        base_dt = getattr(env.unwrapped, "dt", None)
+        if base_dt is None:
+            raise EnvError(
+                f"{env} has no `dt` (seconds per step); the action diffusion needs the control "
+                "interval. Give the env a `dt` attribute."
+            )
+        self.base_dt = _check_positive("env.dt", base_dt)
+        self.action_repeat = int(action_repeat)
+        low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+        if rate_scale is None:
+            width = np.where(np.isfinite(high - low), high - low, 2.0)
+            rate_scale = float(np.max(width)) / 0.1
+        self.rate_scale = _check_positive("rate_scale", rate_scale)
+        self.diffusion = ActionDiffusion(
+            low, high, self.action_repeat * self.base_dt, float(sigma_a), boundary
+        )
+        self.explore = bool(explore)
+        self.n = int(np.prod(env.observation_space.shape))
+        state = self.diffusion.state_space()
+        obs = env.observation_space
+        self.observation_space = gym.spaces.Box(
+            np.concatenate([np.broadcast_to(obs.low, obs.shape).ravel(), state.low]).astype(
+                np.float32
+            ),
+            np.concatenate([np.broadcast_to(obs.high, obs.shape).ravel(), state.high]).astype(
+                np.float32
+            ),
+        )
+        d = self.diffusion.d
+        self.action_space = gym.spaces.Box(-self.rate_scale, self.rate_scale, (d,), np.float32)
+        self._a = self.diffusion.initial()
+        self._rng = np.random.default_rng()
+
+    @property
+    def dt(self) -> float:
+        """The control interval in seconds."""
+        return self.diffusion.dt
+
+    def _observe(self, x) -> np.ndarray:
+        return np.concatenate([np.asarray(x, dtype=np.float64).ravel(), self._a]).astype(np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        x, info = self.env.reset(seed=seed, options=options)
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+            self.action_space.seed(seed)
+        self._a = self.diffusion.initial()
+        return self._observe(x), info
+
+    def step(self, action):
+        psi = np.asarray(action, dtype=np.float64)
+        if psi.shape != (self.diffusion.d,):
+            raise EnvError(
+                f"The score value must have shape ({self.diffusion.d},) (one rate per action "
+                f"dimension); got shape {psi.shape}."
+            )
+        if not np.all(np.isfinite(psi)):
+            raise EnvError(f"The score value is not finite: {psi}.")
+        psi = np.clip(psi, -self.rate_scale, self.rate_scale)
+        eps = (
+            self._rng.standard_normal(self.diffusion.d)
+            if self.explore
+            else np.zeros(self.diffusion.d)
+        )
+        self._a = self.diffusion.move(self._a, psi, eps)
+        applied = self.diffusion.applied(self._a).astype(self.env.action_space.dtype)
+        total, terminated, truncated = 0.0, False, False
+        for _ in range(self.action_repeat):
+            x, reward, terminated, truncated, info = self.env.step(applied)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        info = dict(info, applied_action=applied, score=psi, dt=self.dt)
+        return self._observe(x), total, terminated, truncated, info
+
+    # The state of the action process and its noise, for exact checkpoints at episode ends.
+    def get_wrapper_state(self) -> dict:
+        return {"a": self._a.copy(), "rng": self._rng.bit_generator.state}
+
+    def set_wrapper_state(self, state: dict) -> None:
+        self._a = np.asarray(state["a"], dtype=np.float64)
+        self._rng.bit_generator.state = state["rng"]

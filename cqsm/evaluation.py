@@ -1,0 +1,72 @@
+"""Evaluating policies: the protocol's episodes, saved runs, and recordings of a trained policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cqsm import results
+
+__all__ = ["evaluate", "load_run", "record", "EVAL_SEED_BASE"]
+
+# Evaluation episodes start from env seeds EVAL_SEED_BASE + 1000 * seed + i, apart from training's.
+EVAL_SEED_BASE = 2**20
+
+
+def evaluate(agent, env, n_episodes: int, seed: int, frames: list | None = None) -> np.ndarray:
+    """Returns of ``n_episodes`` episodes without exploration noise, from fixed start seeds.
+
+    With ``frames`` a list, each step of the first episode appends ``(frame, obs)`` to it, where
+    ``frame`` is ``env.render()`` (``None`` unless the env renders) and ``obs`` the observation.
+    """
+    returns = np.zeros(n_episodes)
+    for i in range(n_episodes):
+        obs, _ = env.reset(seed=EVAL_SEED_BASE + 1000 * seed + i)
+        done = False
+        while not done:
+            if frames is not None and i == 0:
+                frames.append((env.render(), obs))
+            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, explore=False))
+            returns[i] += reward
+            done = terminated or truncated
+    return returns
+
+
+def load_run(run_dir: Path, render_mode: str | None = None):
+    """The settings, evaluation env and trained agent of a saved run.
+
+    The agent's weights come from ``policy.pt`` (written when training ends) or else from the
+    latest ``checkpoint.pt``.
+    """
+    from cqsm.train import TrainSettings, make_agent, make_env
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "settings.json").exists():
+        raise results.RunError(f"{run_dir} is not a run folder (no settings.json).")
+    settings = TrainSettings(**results.read_json(run_dir / "settings.json"))
+    env = make_env(settings, explore=False, render_mode=render_mode)
+    agent = make_agent(settings, env)
+    policy = run_dir / "policy.pt"
+    state = results.load_checkpoint(policy if policy.exists() else run_dir / "checkpoint.pt")
+    agent.load_state_dict(state["agent"])
+    return settings, env, agent
+
+
+def record(frames: list, path: Path, fps: float) -> Path:
+    """Write rendered frames (``H x W x 3`` arrays) as an animated GIF, atomically."""
+    from PIL import Image
+
+    from cqsm.atomic import atomic_write
+
+    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames if f is not None]
+    if not images:
+        raise ValueError("No frames to record: make the env with render_mode='rgb_array'.")
+    duration = max(20, round(1000 / fps))
+    atomic_write(
+        Path(path),
+        lambda tmp: images[0].save(
+            tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0
+        ),
+    )
+    return Path(path)

@@ -1,0 +1,29 @@
+"""Per-task settings: the one table of everything that differs from the defaults for a task.
+
+``TASKS[env_id]`` holds overrides of :class:`cqsm.train.TrainSettings` (key ``"train"``) and of each
+algorithm's settings (key = algorithm name). :meth:`cqsm.train.TrainSettings.for_task` applies
+them, and then the user's own settings on top; the run's ``settings.json`` records the result.
+Nothing here is applied silently: the book prints this table and ``cqsm train`` prints what it used.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TASKS"]
+
+TASKS: dict[str, dict[str, dict]] = {
+    # The stationary scalar LQ problem of cqsm.lq.example("scalar-discounted"): the agent's lam,
+    # sigma_a and beta must be the problem's, so that its optimum is the Riccati one.
+    "cqsm/LinearQuadratic-v0": {
+        "train": {"learning_starts": 1_000, "eval_every": 2_000},
+        "cqsm": {"lam": 0.5, "sigma_a": 0.5, "beta": 0.5, "rate_scale": 20.0},
+    },
+    # Classic control, 0.05 s per step: short budgets, frequent evaluation.
+    "Pendulum-v1": {
+        "train": {"learning_starts": 1_000, "eval_every": 1_000},
+        "cqsm": {"lam": 0.01},
+    },
+    "InvertedPendulum-v5": {
+        "train": {"learning_starts": 1_000, "eval_every": 1_000},
+        "cqsm": {},
+    },
+}

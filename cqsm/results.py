@@ -1,0 +1,169 @@
+"""A training run's folder: settings, tidy result rows, provenance and the checkpoint.
+
+    <out>/<algo>-<env>-s<seed>/
+        settings.json     every setting of the run, as resolved
+        results.csv       tidy rows: algo, env, seed, step, eval_return, eval_return_std, ...
+        provenance.json   git commit, package versions, machine, wall time, steps per second
+        checkpoint.pt     everything needed to continue exactly (agent, replay, random states)
+
+Every file is written atomically, so an interrupted run never leaves a half-written one.
+Figures read ``results.csv`` and ``provenance.json``; they never train.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from cqsm.atomic import atomic_write, atomic_write_text
+
+__all__ = [
+    "RunError",
+    "run_name",
+    "write_json",
+    "read_json",
+    "write_rows",
+    "read_rows",
+    "provenance",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_results",
+    "ROW_KEYS",
+]
+
+# The first columns of every results table, in this order; diagnostics follow.
+ROW_KEYS = (
+    "algo",
+    "env",
+    "seed",
+    "step",
+    "eval_return",
+    "eval_return_std",
+    "train_return",
+    "episodes",
+    "sps",
+    "wall_time",
+)
+
+PACKAGES = ("cqsm", "torch", "numpy", "gymnasium", "mujoco", "pandas")
+
+
+class RunError(RuntimeError):
+    """A run folder that cannot be used as asked (exists, differs, corrupt), and what to do."""
+
+
+def run_name(algo: str, env: str, seed: int) -> str:
+    """The folder name of a run: ``<algo>-<env>-s<seed>`` with ``/`` in env ids made ``_``."""
+    return f"{algo}-{env.replace('/', '_')}-s{seed}"
+
+
+def _plain(value):
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path: Path, value) -> None:
+    atomic_write_text(path, json.dumps(_plain(value), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise RunError(f"Cannot read {path}: {err}.") from None
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Write the tidy rows as CSV, known columns first."""
+    frame = pd.DataFrame(rows)
+    columns = [c for c in ROW_KEYS if c in frame] + [c for c in frame if c not in ROW_KEYS]
+    atomic_write(path, lambda tmp: frame[columns].to_csv(tmp, index=False))
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not Path(path).exists():
+        return []
+    return pd.read_csv(path).to_dict("records")
+
+
+def _git_commit() -> dict:
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args):
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    return {"commit": commit, "dirty": dirty}
+
+
+def provenance(**extra) -> dict:
+    """Where and with what a result was computed: git commit, versions, machine, plus ``extra``."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "git": _git_commit(),
+        "python": sys.version.split()[0],
+        "packages": versions,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        },
+        **extra,
+    }
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Save ``state`` with ``torch.save``, atomically."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` (a trusted file of this project:
+    it holds random-number states, so it is unpickled in full)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise RunError(f"No checkpoint at {path}; the run has not reached its first one.") from None
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise RunError(
+            f"The checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {err}). "
+            "Delete it to start the run over, or restore it from a copy."
+        ) from None
+
+
+def load_results(folder: Path, pattern: str = "*/results.csv") -> pd.DataFrame:
+    """Every run's rows under ``folder`` as one tidy table."""
+    paths = sorted(Path(folder).glob(pattern))
+    if not paths:
+        raise RunError(f"No results ({pattern}) under {folder}.")
+    return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)

@@ -1,0 +1,185 @@
+"""The training harness: determinism, resume, divergence guard, run folders, CLI, smoke runs."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cqsm import cli, results
+from cqsm.agents import CQSMAgent, CQSMSettings
+from cqsm.evaluation import load_run
+from cqsm.settings import SettingsError
+from cqsm.train import TrainingDiverged, TrainSettings, make_env, train
+
+# Timing columns differ between runs; every other column must agree exactly.
+TIMING = ["sps", "wall_time"]
+
+
+def tiny(tmp_path, **overrides) -> TrainSettings:
+    """A few hundred Pendulum steps with small networks: every part of the loop, in seconds."""
+    settings = dict(
+        total_steps=600,
+        learning_starts=150,
+        eval_every=200,
+        n_eval=2,
+        checkpoint_every=200,
+        batch_size=32,
+        out=str(tmp_path),
+        progress=False,
+        agent={"hidden": (32, 32)},
+    )
+    return TrainSettings.for_task("Pendulum-v1", **(settings | overrides))
+
+
+def rows_without_timing(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=TIMING).reset_index(drop=True)
+
+
+def test_same_seed_same_numbers(tmp_path):
+    first = train(tiny(tmp_path / "a"))
+    second = train(tiny(tmp_path / "b"))
+    pd.testing.assert_frame_equal(rows_without_timing(first.rows), rows_without_timing(second.rows))
+    other = train(tiny(tmp_path / "c", seed=1))
+    assert not np.allclose(other.rows["eval_return"], first.rows["eval_return"])
+
+
+def test_rows_and_files(tmp_path):
+    result = train(tiny(tmp_path))
+    rows = result.rows
+    assert list(rows.columns[: len(results.ROW_KEYS)]) == list(results.ROW_KEYS)
+    assert list(rows["step"]) == [200, 400, 600]
+    assert rows["critic_loss"].notna().all()  # updates began at step 150
+    for name in ("settings.json", "results.csv", "provenance.json", "checkpoint.pt", "policy.pt"):
+        assert (result.run_dir / name).exists(), name
+    saved = pd.read_csv(result.run_dir / "results.csv")
+    pd.testing.assert_frame_equal(saved, rows, check_dtype=False)
+    provenance = results.read_json(result.run_dir / "provenance.json")
+    assert provenance["packages"]["torch"] and provenance["steps"] == 600
+    assert len(provenance["git"]["commit"] or "x" * 40) == 40
+
+
+def test_resume_after_interruption_gives_the_same_rows(tmp_path, monkeypatch):
+    whole = train(tiny(tmp_path / "whole"))
+    original = CQSMAgent.update
+    calls = {"n": 0}
+
+    def interrupted(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 380:  # step 530: after the checkpoint at step 400, mid-episode
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(CQSMAgent, "update", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path / "cut"))
+    monkeypatch.setattr(CQSMAgent, "update", original)
+    cut_dir = tiny(tmp_path / "cut").run_dir
+    assert results.load_checkpoint(cut_dir / "checkpoint.pt")["step"] == 400
+    assert list(pd.read_csv(cut_dir / "results.csv")["step"]) == [200, 400]
+    resumed = train(tiny(tmp_path / "cut", resume=True)).rows
+    pd.testing.assert_frame_equal(rows_without_timing(resumed), rows_without_timing(whole.rows))
+
+
+def test_a_finished_run_is_extended_exactly(tmp_path):
+    whole = train(tiny(tmp_path / "whole", total_steps=800))
+    train(tiny(tmp_path / "short", total_steps=400))  # ends between episodes
+    longer = train(tiny(tmp_path / "short", total_steps=800, resume=True))
+    pd.testing.assert_frame_equal(rows_without_timing(longer.rows), rows_without_timing(whole.rows))
+
+
+def test_divergence_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    original = CQSMAgent.update
+
+    def poisoned(self, batch):
+        info = original(self, batch)
+        if self.updates >= 300:  # step 450, after the checkpoint at step 400
+            with torch.no_grad():
+                self.critic.q1[0].weight.fill_(math.nan)
+            info = original(self, batch)
+        return info
+
+    monkeypatch.setattr(CQSMAgent, "update", poisoned)
+    settings = tiny(tmp_path)
+    with pytest.raises(TrainingDiverged, match=r"step 450: non-finite critic_loss.*step 400"):
+        train(settings)
+    state = results.load_checkpoint(settings.run_dir / "checkpoint.pt")
+    assert state["step"] == 400
+    assert all(torch.isfinite(v).all() for v in state["agent"]["critic"].values())
+
+
+def test_exploding_critic_is_caught(tmp_path):
+    with pytest.raises(TrainingDiverged, match="beyond max_abs_q"):
+        train(tiny(tmp_path, max_abs_q=1e-9))
+
+
+def test_run_folder_is_protected(tmp_path):
+    train(tiny(tmp_path, total_steps=200))
+    with pytest.raises(results.RunError, match="already holds a run"):
+        train(tiny(tmp_path, total_steps=200))
+    with pytest.raises(results.RunError, match="different settings.*batch_size"):
+        train(tiny(tmp_path, total_steps=200, batch_size=64, resume=True))
+    checkpoint = tiny(tmp_path).run_dir / "checkpoint.pt"
+    checkpoint.write_bytes(b"not a checkpoint")
+    with pytest.raises(results.RunError, match="corrupt"):
+        train(tiny(tmp_path, total_steps=400, resume=True))
+
+
+def test_settings_errors():
+    with pytest.raises(SettingsError, match="lam must be a positive"):
+        CQSMSettings(lam=0.0)
+    with pytest.raises(SettingsError, match="Unknown actor form"):
+        CQSMSettings(actor="pg")
+    with pytest.raises(SettingsError, match="Unknown algorithm"):
+        TrainSettings(algo="ppo")
+    with pytest.raises(SettingsError, match="total_steps must be a positive"):
+        TrainSettings(total_steps=0)
+
+
+@pytest.mark.parametrize("actor", ["score_matching", "scale_free", "feynman_kac"])
+def test_every_actor_form_updates(tmp_path, actor):
+    result = train(tiny(tmp_path, total_steps=300, agent={"hidden": (32, 32), "actor": actor}))
+    assert np.isfinite(result.rows["score_loss"].iloc[-1])
+
+
+def test_cli_train_then_evaluate(tmp_path, capsys):
+    args = ["train", "--env", "Pendulum-v1", "--total-steps", "200", "--learning-starts", "100"]
+    args += ["--eval-every", "100", "--n-eval", "1", "--hidden", "16", "16", "--lam", "0.02"]
+    args += ["--out", str(tmp_path), "--no-progress"]
+    assert cli.main(args) == 0
+    run_dir = tmp_path / "cqsm-Pendulum-v1-s0"
+    settings = results.read_json(run_dir / "settings.json")
+    assert settings["agent"]["lam"] == 0.02 and settings["agent"]["hidden"] == [16, 16]
+    assert settings["learning_starts"] == 100 and settings["eval_every"] == 100
+    assert cli.main(["evaluate", str(run_dir), "--episodes", "2"]) == 0
+    assert "return" in capsys.readouterr().out
+    # an error speaks to the user: one line, exit status 1
+    assert cli.main(args + ["--lam", "-1"]) == 1  # the last value given wins
+    assert "lam must be a positive" in capsys.readouterr().err
+
+
+def test_saved_policy_acts_like_the_trained_one(tmp_path):
+    result = train(tiny(tmp_path, total_steps=300))
+    _, env, agent = load_run(result.run_dir)
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(agent.act(obs), result.agent.act(obs))
+    assert env.explore is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"])
+def test_smoke_mujoco(tmp_path, env_id):
+    settings = TrainSettings.for_task(
+        env_id,
+        total_steps=300,
+        learning_starts=100,
+        eval_every=300,
+        n_eval=1,
+        batch_size=64,
+        out=str(tmp_path),
+        progress=False,
+    )
+    result = train(settings)
+    assert np.isfinite(result.rows[["eval_return", "critic_loss", "score_loss"]].to_numpy()).all()
+    assert make_env(settings, explore=False).observation_space.shape[0] > 10
