@@ -48,8 +48,10 @@ def load_run(run_dir: Path, render_mode: str | None = None):
     env = make_env(settings, explore=False, render_mode=render_mode)
     agent = make_agent(settings, env)
     policy = run_dir / "policy.pt"
-    state = results.load_checkpoint(policy if policy.exists() else run_dir / "checkpoint.pt")
-    agent.load_state_dict(state["agent"])
+    if policy.exists():
+        agent.load_policy_state_dict(results.load_checkpoint(policy, weights_only=True)["policy"])
+    else:
+        agent.load_state_dict(results.load_checkpoint(run_dir / "checkpoint.pt")["agent"])
     return settings, env, agent
 
 

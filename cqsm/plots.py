@@ -14,6 +14,7 @@ from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -122,3 +123,58 @@ def save(fig: plt.Figure, name: str, data: pd.DataFrame) -> Path:
         )
     atomic_write(out / f"{name}.csv", lambda p: data.to_csv(p, index=False))
     return out
+
+
+def learning_curves(ax, rows: pd.DataFrame, y: str = "eval_return", hue: str = "algo") -> None:
+    """Mean over seeds of ``y`` against ``step``, one line per ``hue``, a band of one std.
+
+    ``rows`` are tidy training rows (:mod:`cqsm.results`); adding an algorithm's rows adds its
+    curve. The band is the spread across seeds, not a confidence interval.
+    """
+    for name, group in rows.groupby(hue, sort=False):
+        stats = group.groupby("step")[y].agg(["mean", "std", "count"]).reset_index()
+        label = f"{name} ({stats['count'].max()} seeds)"
+        ax.plot(stats["step"], stats["mean"], color=color(str(name)), label=label)
+        ax.fill_between(
+            stats["step"],
+            stats["mean"] - stats["std"].fillna(0),
+            stats["mean"] + stats["std"].fillna(0),
+            color=color(str(name)),
+            alpha=0.2,
+            lw=0,
+        )
+    ax.set_xlabel("environment steps")
+
+
+def filmstrip(ax, shapes: list[list[tuple[np.ndarray, np.ndarray]]], times, spacing: float):
+    """Draw frames side by side: each frame a list of polylines ``(xs, ys)``, shifted by
+    ``spacing`` per frame and labelled with its time in seconds."""
+    for i, (frame, t) in enumerate(zip(shapes, times, strict=True)):
+        for xs, ys in frame:
+            ax.plot(
+                np.asarray(xs) + i * spacing,
+                ys,
+                color=color("CQSM"),
+                lw=2.5,
+                solid_capstyle="round",
+            )
+        ax.text(i * spacing, -1.35, f"{t:.1f} s", ha="center", va="top", fontsize=8)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def pendulum_shape(obs) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Pendulum-v1's rod (unit length, angle 0 upright) from its observation (cos, sin, rate)."""
+    cos, sin = float(obs[0]), float(obs[1])
+    return [(np.array([0.0, sin]), np.array([0.0, cos]))]
+
+
+def cart_pole_shape(obs) -> list[tuple[np.ndarray, np.ndarray]]:
+    """InvertedPendulum-v5's cart (a bar) and pole (0.6 m) from its observation (x, angle, ...)."""
+    x, angle = float(obs[0]), float(obs[1])
+    cart = (np.array([x - 0.2, x + 0.2]), np.array([0.0, 0.0]))
+    pole = (np.array([x, x + 0.6 * np.sin(angle)]), np.array([0.0, 0.6 * np.cos(angle)]))
+    return [cart, pole]
+
+
+SHAPES = {"Pendulum-v1": pendulum_shape, "InvertedPendulum-v5": cart_pole_shape}

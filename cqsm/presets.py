@@ -15,7 +15,7 @@ TASKS: dict[str, dict[str, dict]] = {
     # sigma_a and beta must be the problem's, so that its optimum is the Riccati one.
     "cqsm/LinearQuadratic-v0": {
         "train": {"learning_starts": 1_000, "eval_every": 2_000},
-        "cqsm": {"lam": 0.5, "sigma_a": 0.5, "beta": 0.5, "rate_scale": 20.0},
+        "cqsm": {"lam": 0.5, "sigma_a": 0.5, "beta": 0.5, "rate_scale": 5.0},
     },
     # Classic control, 0.05 s per step: short budgets, frequent evaluation.
     "Pendulum-v1": {

@@ -147,11 +147,15 @@ def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` (a trusted file of this project:
-    it holds random-number states, so it is unpickled in full)."""
+def load_checkpoint(path: Path, weights_only: bool = False) -> dict:
+    """Load a file written by :func:`save_checkpoint`.
+
+    A training checkpoint holds random-number states, so it is unpickled in full: load only
+    checkpoints you made. ``weights_only=True`` (for ``policy.pt``) loads tensors and plain
+    containers only.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
     except FileNotFoundError:
         raise RunError(f"No checkpoint at {path}; the run has not reached its first one.") from None
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file

@@ -203,8 +203,12 @@ class _Guard:
         )
 
 
-def train(settings: TrainSettings) -> TrainResult:
-    """Train one run as ``settings`` says; resumable, atomic, and deterministic for a seed."""
+def train(settings: TrainSettings, on_eval=None) -> TrainResult:
+    """Train one run as ``settings`` says; resumable, atomic, and deterministic for a seed.
+
+    ``on_eval(agent, eval_env)``, if given, returns extra columns for each evaluation's row
+    (for example the LQ agent's distance from the Riccati solution, :mod:`cqsm.deep_lq`).
+    """
     s = settings
     torch.set_num_threads(s.torch_threads)
     run_dir = s.run_dir
@@ -314,6 +318,8 @@ def train(settings: TrainSettings) -> TrainResult:
                 "sps": sps,
                 "wall_time": wall_time + time.perf_counter() - clock,
             } | {k: float(np.mean(v)) for k, v in diagnostics.items()}
+            if on_eval is not None:
+                row |= on_eval(agent, eval_env)
             rows.append(row)
             results.write_rows(run_dir / "results.csv", rows)
             results.write_json(
@@ -335,7 +341,9 @@ def train(settings: TrainSettings) -> TrainResult:
     bar.close()
     if obs is None:
         save()  # the run ended between episodes: it can be extended exactly from here
-    results.save_checkpoint(run_dir / "policy.pt", {"agent": agent.state_dict(), "step": step})
+    results.save_checkpoint(
+        run_dir / "policy.pt", {"policy": agent.policy_state_dict(), "step": step}
+    )
     if writer is not None:
         writer.close()
     return TrainResult(run_dir, pd.DataFrame(rows), agent)

@@ -29,9 +29,15 @@ class Agent(Protocol):
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One gradient step from a replay batch; returns losses and diagnostics."""
 
-    def state_dict(self) -> dict: ...
+    def state_dict(self) -> dict:
+        """Everything needed to continue training exactly (networks, optimisers, counters)."""
 
     def load_state_dict(self, state: dict) -> None: ...
+
+    def policy_state_dict(self) -> dict:
+        """What acting needs, and nothing more."""
+
+    def load_policy_state_dict(self, state: dict) -> None: ...
 
 
 def mlp(n_in: int, hidden: tuple[int, ...], n_out: int) -> nn.Sequential:

@@ -193,6 +193,13 @@ class CQSMAgent:
             for name in ("score_net", "critic", "critic_target", "critic_opt", "score_opt")
         } | {"updates": self.updates}
 
+    def policy_state_dict(self) -> dict:
+        """What acting needs: the score network (``policy.pt``, small enough to commit)."""
+        return {"score_net": self.score_net.state_dict()}
+
+    def load_policy_state_dict(self, state: dict) -> None:
+        self.score_net.load_state_dict(state["score_net"])
+
     def load_state_dict(self, state: dict) -> None:
         for name in ("score_net", "critic", "critic_target", "critic_opt", "score_opt"):
             getattr(self, name).load_state_dict(state[name])

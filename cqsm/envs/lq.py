@@ -91,6 +91,7 @@ class LinearQuadraticEnv(gym.Env):
         n_paths: int = 2000,
         seed: int = 0,
         rate_scale: float = np.inf,
+        visited: list | None = None,
     ) -> tuple[float, float]:
         """Monte-Carlo value of a score from this env's start distribution: mean, standard error.
 
@@ -98,7 +99,8 @@ class LinearQuadraticEnv(gym.Env):
         sees ``(x_k, a_{k-1})``, moves the action, then the env applies it) and sums
         ``e^{-beta t_k} (r_k - (lam/2)|Psi_k|^2) dt`` with the problem's ``lam`` and ``beta``.
         ``score`` maps an ``(N, n + d)`` array of observations to ``(N, d)`` score values. The
-        same ``seed`` gives the same noise, so two scores are compared path by path.
+        same ``seed`` gives the same noise, so two scores are compared path by path. With
+        ``visited`` a list, the observations of every tenth step are appended to it.
         """
         p = self.problem
         rng = np.random.default_rng(seed)
@@ -106,7 +108,10 @@ class LinearQuadraticEnv(gym.Env):
         a = np.broadcast_to(diffusion.initial(), (n_paths, p.d)).copy()
         total = np.zeros(n_paths)
         for k in range(round(seconds / diffusion.dt)):
-            psi = np.clip(score(np.concatenate([x, a], -1)), -rate_scale, rate_scale)
+            obs = np.concatenate([x, a], -1)
+            if visited is not None and k % 10 == 0:
+                visited.append(obs)
+            psi = np.clip(score(obs), -rate_scale, rate_scale)
             a = diffusion.move(a, psi, rng.standard_normal((n_paths, p.d)))
             x, reward = self.transition(x, a, rng.standard_normal((n_paths, p.n)))
             running = reward - 0.5 * p.lam * np.sum(psi**2, -1)
