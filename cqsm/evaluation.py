@@ -26,7 +26,7 @@ def evaluate(agent, env, n_episodes: int, seed: int, frames: list | None = None)
         done = False
         while not done:
             if frames is not None and i == 0:
-                frames.append((env.render(), obs))
+                frames.append((env.render() if env.render_mode else None, obs))
             obs, reward, terminated, truncated, _ = env.step(agent.act(obs, explore=False))
             returns[i] += reward
             done = terminated or truncated

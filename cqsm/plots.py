@@ -51,6 +51,9 @@ METHOD_COLORS = {
     "augmented Q(x, a)": _OKABE_ITO["blue"],
     "conventional Q(x, u)": _OKABE_ITO["vermillion"],
     "CQSM": _OKABE_ITO["blue"],
+    "CQSM, Q-score matching": _OKABE_ITO["blue"],
+    "CQSM, scale-free": _OKABE_ITO["sky blue"],
+    "CQSM, Feynman-Kac": _OKABE_ITO["vermillion"],
     "TD3": _OKABE_ITO["orange"],
     "SAC": _OKABE_ITO["bluish green"],
     "Diffusion-QL": _OKABE_ITO["reddish purple"],
@@ -146,9 +149,10 @@ def learning_curves(ax, rows: pd.DataFrame, y: str = "eval_return", hue: str = "
     ax.set_xlabel("environment steps")
 
 
-def filmstrip(ax, shapes: list[list[tuple[np.ndarray, np.ndarray]]], times, spacing: float):
+def filmstrip(ax, shapes, times, spacing: float, slots: int | None = None) -> None:
     """Draw frames side by side: each frame a list of polylines ``(xs, ys)``, shifted by
-    ``spacing`` per frame and labelled with its time in seconds."""
+    ``spacing`` per frame and labelled with its time in seconds. ``slots`` fixes the width (in
+    frames), so strips with fewer frames keep the same scale."""
     for i, (frame, t) in enumerate(zip(shapes, times, strict=True)):
         for xs, ys in frame:
             ax.plot(
@@ -158,7 +162,11 @@ def filmstrip(ax, shapes: list[list[tuple[np.ndarray, np.ndarray]]], times, spac
                 lw=2.5,
                 solid_capstyle="round",
             )
-        ax.text(i * spacing, -1.35, f"{t:.1f} s", ha="center", va="top", fontsize=8)
+        ax.plot([i * spacing], [0.0], "o", color=color("exact"), ms=3)
+        ax.text(i * spacing, -1.25, f"{t:.1f} s", ha="center", va="top", fontsize=8)
+    width = (slots or len(shapes)) - 1
+    ax.set_xlim(-0.5 * spacing, (width + 0.5) * spacing)
+    ax.set_ylim(-1.6, 1.15)
     ax.set_aspect("equal")
     ax.axis("off")
 
