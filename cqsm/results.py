@@ -30,6 +30,7 @@ from cqsm.atomic import atomic_write, atomic_write_text
 __all__ = [
     "RunError",
     "run_name",
+    "plain",
     "write_json",
     "read_json",
     "write_rows",
@@ -67,20 +68,21 @@ def run_name(algo: str, env: str, seed: int) -> str:
     return f"{algo}-{env.replace('/', '_')}-s{seed}"
 
 
-def _plain(value):
+def plain(value):
+    """Settings as JSON-ready values: dataclasses as dicts, tuples as lists, paths as text."""
     if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, Path):
         return str(value)
     return value
 
 
 def write_json(path: Path, value) -> None:
-    atomic_write_text(path, json.dumps(_plain(value), indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, json.dumps(plain(value), indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: Path) -> dict:

@@ -174,7 +174,7 @@ def _check_settings(run_dir: Path, settings: TrainSettings, resume: bool) -> Non
             "another out folder or seed."
         )
     saved = results.read_json(saved_path)
-    mine = results._plain(settings)
+    mine = results.plain(settings)
     free = {"total_steps", "resume", "progress", "tensorboard", "out"}
     differ = [k for k in mine if k not in free and saved.get(k) != mine[k]]
     if differ:

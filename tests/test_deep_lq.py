@@ -30,9 +30,9 @@ def test_deep_agent_reaches_the_riccati_value(tmp_path):
     """A CI-sized run: the learned score's value is within 5% of the Riccati optimum."""
     settings = TrainSettings.for_task(
         "cqsm/LinearQuadratic-v0",
-        total_steps=4_000,
-        learning_starts=500,
-        eval_every=2_000,
+        total_steps=8_000,
+        learning_starts=1_000,
+        eval_every=4_000,
         out=str(tmp_path),
         progress=False,
         agent={"hidden": (64, 64)},

@@ -17,8 +17,8 @@ from cqsm.train import TrainingDiverged, TrainSettings, make_env, train
 TIMING = ["sps", "wall_time"]
 
 
-def tiny(tmp_path, **overrides) -> TrainSettings:
-    """A few hundred Pendulum steps with small networks: every part of the loop, in seconds."""
+def tiny(tmp_path, env="Pendulum-v1", **overrides) -> TrainSettings:
+    """A few hundred steps with small networks: every part of the loop, in seconds."""
     settings = dict(
         total_steps=600,
         learning_starts=150,
@@ -30,7 +30,7 @@ def tiny(tmp_path, **overrides) -> TrainSettings:
         progress=False,
         agent={"hidden": (32, 32)},
     )
-    return TrainSettings.for_task("Pendulum-v1", **(settings | overrides))
+    return TrainSettings.for_task(env, **(settings | overrides))
 
 
 def rows_without_timing(frame: pd.DataFrame) -> pd.DataFrame:
@@ -170,16 +170,50 @@ def test_saved_policy_acts_like_the_trained_one(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"])
 def test_smoke_mujoco(tmp_path, env_id):
-    settings = TrainSettings.for_task(
-        env_id,
-        total_steps=300,
-        learning_starts=100,
-        eval_every=300,
-        n_eval=1,
-        batch_size=64,
-        out=str(tmp_path),
-        progress=False,
+    settings = tiny(
+        tmp_path, env_id, total_steps=300, learning_starts=100, eval_every=300, n_eval=1
     )
     result = train(settings)
     assert np.isfinite(result.rows[["eval_return", "critic_loss", "score_loss"]].to_numpy()).all()
     assert make_env(settings, explore=False).observation_space.shape[0] > 10
+
+
+def test_record_writes_an_animated_gif(tmp_path):
+    from PIL import Image
+
+    from cqsm.evaluation import record
+
+    frames = [np.full((8, 8, 3), 40 * i, dtype=np.uint8) for i in range(5)]
+    path = record(frames, tmp_path / "policy.gif", fps=20)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 5
+    with pytest.raises(ValueError, match="render_mode"):
+        record([None, None], tmp_path / "empty.gif", fps=20)
+
+
+def test_terminated_stops_bootstrapping_truncated_does_not():
+    settings = TrainSettings.for_task("Pendulum-v1")
+    env = make_env(settings, explore=True)
+    agent = CQSMAgent(settings.agent, env)
+    obs = torch.randn(4, 4)
+    batch = {
+        "obs": obs,
+        "next_obs": torch.randn(4, 4),
+        "action": torch.zeros(4, 1),
+        "reward": torch.tensor([-1.0, -2.0, -1.0, -2.0]),
+        "terminated": torch.tensor([1.0, 1.0, 0.0, 0.0]),
+    }
+    target = agent.td_target(batch)
+    torch.testing.assert_close(target[:2], batch["reward"][:2] * env.base_dt)
+    # a truncated (not terminated) transition bootstraps: its target is the reward plus the
+    # discounted future, with the rate penalty of the next move charged inside it
+    with torch.no_grad():
+        torch.manual_seed(0)
+        psi = agent.score(batch["next_obs"][2:])
+        a_next = agent.diffusion.move(batch["next_obs"][2:, 3:], psi, torch.randn(2, 1))
+        q = torch.min(*agent.critic_target(batch["next_obs"][2:, :3], a_next))
+        future = q - 0.5 * settings.agent.lam * psi.square().sum(-1) * env.dt
+    torch.manual_seed(0)
+    target = agent.td_target(dict(batch, **{k: v[2:] for k, v in batch.items()}))
+    torch.testing.assert_close(target, batch["reward"][2:] * env.base_dt + agent.discount * future)
+    assert agent.discount == pytest.approx(0.99)  # beta = -ln(0.99) / dt by default

@@ -135,21 +135,26 @@ class CQSMAgent:
         # One network evaluation per step; the wrapper adds the noise (none in evaluation).
         return self.score(as_batch(obs))[0].numpy()
 
+    @torch.no_grad()
+    def td_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The discretised martingale condition, ``a'_{k+1}`` re-sampled from the current score."""
+        s, n, dt = self.settings, self.n, self.dt
+        next_obs = batch["next_obs"]
+        x_next, a = next_obs[:, :n], next_obs[:, n:]  # (x_{k+1}, a_k): a_k was applied at x_k
+        psi_next = self.score(next_obs)
+        a_next = self.diffusion.move(a, psi_next, torch.randn_like(a))
+        q_next = torch.min(*self.critic_target(x_next, a_next))
+        future = q_next - 0.5 * s.lam * psi_next.square().sum(-1) * dt
+        # rewards are rates; a terminated episode has no future, a truncated one does
+        return batch["reward"] * self.base_dt + (1 - batch["terminated"]) * self.discount * future
+
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         s, n, dt = self.settings, self.n, self.dt
-        obs, next_obs = batch["obs"], batch["next_obs"]
-        x, a_prev = obs[:, :n], obs[:, n:]  # (x_k, a_{k-1}): what the score saw
-        x_next, a = next_obs[:, :n], next_obs[:, n:]  # (x_{k+1}, a_k): a_k was applied at x_k
+        obs, a = batch["obs"], batch["next_obs"][:, n:]
+        x, a_prev = obs[:, :n], obs[:, n:]  # (x_k, a_{k-1}): what the score saw; a_k applied
 
-        # Critic: the discretised martingale condition, a'_{k+1} re-sampled from the current score.
-        with torch.no_grad():
-            psi_next = self.score(next_obs)
-            a_next = self.diffusion.move(a, psi_next, torch.randn_like(a))
-            q_next = torch.min(*self.critic_target(x_next, a_next))
-            future = q_next - 0.5 * s.lam * psi_next.square().sum(-1) * dt
-            target = (
-                batch["reward"] * self.base_dt + (1 - batch["terminated"]) * self.discount * future
-            )
+        # Critic: regress both critics on the TD target.
+        target = self.td_target(batch)
         q1, q2 = self.critic(x, a)
         critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
         self.critic_opt.zero_grad(set_to_none=True)
