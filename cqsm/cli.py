@@ -1,8 +1,9 @@
 """The ``cqsm`` command.
 
-Each subcommand is one ``add_<name>`` function that declares its options and sets ``run`` to the
-function doing the work, which lives in the module the subcommand is about. A new subcommand
-(train, evaluate, bench) is one more such function in ``SUBCOMMANDS``.
+Each subcommand is one ``add_<name>(subparsers, argv)`` function that declares its options and
+sets ``run`` to the function doing the work, which lives in the module the subcommand is about
+(``argv`` lets ``train`` offer the settings of the ``--algo`` given). A new subcommand (bench) is
+one more such function in ``SUBCOMMANDS``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import sys
 from pathlib import Path
 
 from cqsm import book, figures
+from cqsm import settings as cli_settings
+from cqsm.agents import ALGOS, agent_class
 from cqsm.envs import EnvError
 from cqsm.manifest import MANIFEST, PipelineError, find_root
 from cqsm.results import RunError
 from cqsm.settings import SettingsError
-from cqsm.train import TrainingDiverged
+from cqsm.train import TrainingDiverged, TrainSettings, train
 
 # Errors that speak to the user: printed as one message, exit status 1, no traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -135,10 +138,6 @@ def _algo(argv: list[str]) -> str:
 
 
 def add_train(subparsers, argv: list[str]) -> None:
-    from cqsm import settings as cli_settings
-    from cqsm.agents import ALGOS, agent_class
-    from cqsm.train import TrainSettings
-
     algo = _algo(argv)
     parser = subparsers.add_parser(
         "train",
@@ -158,10 +157,6 @@ def add_train(subparsers, argv: list[str]) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from cqsm import settings as cli_settings
-    from cqsm.agents import agent_class
-    from cqsm.train import TrainSettings, train
-
     given = cli_settings.given(args, TrainSettings)
     given.pop("agent", None)
     env, algo = given.pop("env", TrainSettings.env), given.get("algo", TrainSettings.algo)
