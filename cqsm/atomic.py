@@ -10,6 +10,9 @@ from pathlib import Path
 
 __all__ = ["atomic_write", "atomic_write_text"]
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path``."""
@@ -17,6 +20,7 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # the permissions of a file opened normally, not mkstemp's 0600
     try:
         write(tmp)
         os.replace(tmp, path)

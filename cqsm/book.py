@@ -126,9 +126,10 @@ def stage_book(root: Path, profile: str, *, strict: bool = False) -> Path:
         if (root / folder).is_dir():
             shutil.copytree(root / folder, stage / folder, ignore=ignore, dirs_exist_ok=True)
     # The library's source, for the chapters' {literalinclude} of the real code.
-    shutil.copytree(
-        root / "cqsm", stage / "cqsm", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-    )
+    if (root / "cqsm").is_dir():
+        shutil.copytree(
+            root / "cqsm", stage / "cqsm", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
     for extra in _config_files(config):
         if (root / extra).is_file() and not (stage / extra).exists():
             (stage / extra).parent.mkdir(parents=True, exist_ok=True)

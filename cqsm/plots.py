@@ -162,7 +162,6 @@ def filmstrip(ax, shapes, times, spacing: float, slots: int | None = None) -> No
                 lw=2.5,
                 solid_capstyle="round",
             )
-        ax.plot([i * spacing], [0.0], "o", color=color("exact"), ms=3)
         ax.text(i * spacing, -1.25, f"{t:.1f} s", ha="center", va="top", fontsize=8)
     width = (slots or len(shapes)) - 1
     ax.set_xlim(-0.5 * spacing, (width + 0.5) * spacing)
