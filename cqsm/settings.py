@@ -15,7 +15,7 @@ import textwrap
 import types
 import typing
 
-__all__ = ["SettingsError", "field_docs", "add_arguments", "given"]
+__all__ = ["SettingsError", "field_docs", "settings_table", "add_arguments", "given"]
 
 
 class SettingsError(ValueError):
@@ -37,6 +37,18 @@ def field_docs(cls) -> dict[str, str]:
         ):
             docs[node.target.id] = " ".join(after.value.value.split())
     return docs
+
+
+def settings_table(cls):
+    """Every field of a settings dataclass with its default and its docstring, as a DataFrame."""
+    import pandas as pd
+
+    docs = field_docs(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append({"setting": f.name, "default": repr(default), "meaning": docs.get(f.name, "")})
+    return pd.DataFrame(rows).set_index("setting")
 
 
 def _optional(kind):

@@ -66,10 +66,7 @@ def test_halving_the_control_interval_keeps_the_action_process(boundary):
     stats = []
     for dt in (0.05, 0.025):
         process = ActionDiffusion(np.array([-1.0]), np.array([1.0]), dt, sigma_a, boundary)
-        rng = np.random.default_rng(1)
-        a = np.zeros((n, 1))
-        for _ in range(round(1.0 / dt)):
-            a = process.move(a, psi, rng.standard_normal((n, 1)))
+        a = process.run(np.zeros((n, 1)), psi, 1.0, np.random.default_rng(1))
         applied = process.applied(a)[:, 0]
         stats.append((applied.mean(), applied.var(), applied.std() / math.sqrt(n)))
     (m1, v1, se1), (m2, v2, se2) = stats

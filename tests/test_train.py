@@ -217,3 +217,11 @@ def test_terminated_stops_bootstrapping_truncated_does_not():
     target = agent.td_target(dict(batch, **{k: v[2:] for k, v in batch.items()}))
     torch.testing.assert_close(target, batch["reward"][2:] * env.base_dt + agent.discount * future)
     assert agent.discount == pytest.approx(0.99)  # beta = -ln(0.99) / dt by default
+
+
+def test_every_setting_is_documented():
+    from cqsm.settings import settings_table
+
+    for cls in (TrainSettings, CQSMSettings):
+        table = settings_table(cls)
+        assert (table["meaning"].str.len() > 10).all(), table[table["meaning"].str.len() <= 10]

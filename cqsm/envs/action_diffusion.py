@@ -121,6 +121,12 @@ class ActionDiffusion:
         """``boundary(a + Psi dt)``: the move without noise (the actor's ``a_hat``)."""
         return self.keep(a + psi * self.dt)
 
+    def run(self, a: np.ndarray, psi, seconds: float, rng: np.random.Generator) -> np.ndarray:
+        """The state after ``seconds`` of moves under a fixed score value (``a``: ``(N, d)``)."""
+        for _ in range(round(seconds / self.dt)):
+            a = self.move(a, psi, rng.standard_normal(a.shape))
+        return a
+
     def move(self, a, psi, eps):
         """``boundary(a + Psi dt + sigma_a sqrt(dt) eps)`` for standard normal ``eps``."""
         return self.keep(a + psi * self.dt + self.sigma_a * math.sqrt(self.dt) * eps)
