@@ -19,7 +19,8 @@ The action is a diffusion ``da = Psi dt + sigma_a dB`` (run by
      ``lam`` shrinks);
    - its Feynman–Kac (proximal) policy-gradient twin: maximise
      ``Q_phi(x, a_hat) - (lam/2)|Psi|^2 dt`` through ``Psi_theta`` (``"feynman_kac"``).
-   Both have the fixed point ``Psi = grad_a Q / lam``.
+   Both have the fixed point ``Psi = grad_a Q / lam``; both use the first critic ``Q_phi1``, as
+   TD3's actor does.
 
 Rewards are rates (their integral over a step is ``reward * base_dt``); ``lam``, ``sigma_a``,
 ``beta`` and the rate scale are in physical units, so they do not change with the control interval.

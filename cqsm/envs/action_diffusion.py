@@ -34,6 +34,11 @@ def _check_positive(name: str, value: float) -> float:
     return value
 
 
+def _where(mask, x, y):
+    """``x`` where ``mask`` holds, else ``y``: numpy or torch alike."""
+    return torch.where(mask, x, y) if isinstance(x, torch.Tensor) else np.where(mask, x, y)
+
+
 @dataclass(frozen=True)
 class ActionDiffusion:
     """The Euler step of ``da = Psi dt + sigma_a dB`` kept in the box ``[low, high]``.
@@ -80,7 +85,7 @@ class ActionDiffusion:
         """The action in force before the first step: the box centre (zero where unbounded)."""
         lo, hi, mask = self._bounds(self.low)
         centre = np.where(mask, 0.5 * (lo + hi), 0.0)
-        return self.keep(centre) if self.boundary == "reflect" else np.zeros(self.d)
+        return centre if self.boundary == "reflect" else np.zeros(self.d)
 
     def _bounds(self, like):
         if isinstance(like, torch.Tensor):
@@ -101,10 +106,7 @@ class ActionDiffusion:
         lo, hi, mask = self._bounds(a)
         width = hi - lo
         y = (a - lo) % (2 * width)
-        reflected = lo + width - abs(y - width)
-        if isinstance(a, torch.Tensor):
-            return torch.where(mask, reflected, a)
-        return np.where(mask, reflected, a)
+        return _where(mask, lo + width - abs(y - width), a)
 
     def applied(self, state):
         """The action the env applies for a state of the action process."""
@@ -112,10 +114,7 @@ class ActionDiffusion:
             return state
         lo, hi, mask = self._bounds(state)
         tanh = torch.tanh if isinstance(state, torch.Tensor) else np.tanh
-        squashed = lo + (hi - lo) * 0.5 * (1 + tanh(state))
-        if isinstance(state, torch.Tensor):
-            return torch.where(mask, squashed, state)
-        return np.where(mask, squashed, state)
+        return _where(mask, lo + (hi - lo) * 0.5 * (1 + tanh(state)), state)
 
     def mean_move(self, a, psi):
         """``boundary(a + Psi dt)``: the move without noise (the actor's ``a_hat``)."""
