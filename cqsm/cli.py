@@ -158,7 +158,6 @@ def add_train(subparsers, argv: list[str]) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     given = cli_settings.given(args, TrainSettings)
-    given.pop("agent", None)
     env, algo = given.pop("env", TrainSettings.env), given.get("algo", TrainSettings.algo)
     agent = cli_settings.given(args, agent_class(algo).Settings, dest_prefix="agent.")
     settings = TrainSettings.for_task(env, agent=agent, **given)

@@ -16,6 +16,8 @@ __all__ = ["ReplayBuffer"]
 class ReplayBuffer:
     """A ring buffer of float32 arrays, sampled uniformly by its own seeded generator."""
 
+    FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
+
     def __init__(self, obs_dim: int, action_dim: int, capacity: int, seed: int = 0):
         if capacity < 1:
             raise ValueError(f"The replay capacity must be a positive integer; got {capacity}.")
@@ -42,22 +44,16 @@ class ReplayBuffer:
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         """A batch of ``batch_size`` transitions (with replacement) as float32 tensors."""
         index = self.rng.integers(0, self.size, size=batch_size)
-        return {
-            name: torch.from_numpy(getattr(self, name)[index])
-            for name in ("obs", "action", "reward", "next_obs", "terminated")
-        }
+        return {name: torch.from_numpy(getattr(self, name)[index]) for name in self.FIELDS}
 
     def state_dict(self) -> dict:
         n = self.size
-        arrays = {
-            k: getattr(self, k)[:n].copy()
-            for k in ("obs", "action", "reward", "next_obs", "terminated")
-        }
+        arrays = {k: getattr(self, k)[:n].copy() for k in self.FIELDS}
         return dict(arrays, size=n, position=self.position, rng=self.rng.bit_generator.state)
 
     def load_state_dict(self, state: dict) -> None:
         n = int(state["size"])
-        for k in ("obs", "action", "reward", "next_obs", "terminated"):
+        for k in self.FIELDS:
             getattr(self, k)[:n] = state[k]
         self.size, self.position = n, int(state["position"])
         self.rng.bit_generator.state = state["rng"]

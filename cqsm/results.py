@@ -38,7 +38,6 @@ __all__ = [
     "provenance",
     "save_checkpoint",
     "load_checkpoint",
-    "load_results",
     "ROW_KEYS",
 ]
 
@@ -165,11 +164,3 @@ def load_checkpoint(path: Path, weights_only: bool = False) -> dict:
             f"The checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {err}). "
             "Delete it to start the run over, or restore it from a copy."
         ) from None
-
-
-def load_results(folder: Path, pattern: str = "*/results.csv") -> pd.DataFrame:
-    """Every run's rows under ``folder`` as one tidy table."""
-    paths = sorted(Path(folder).glob(pattern))
-    if not paths:
-        raise RunError(f"No results ({pattern}) under {folder}.")
-    return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)

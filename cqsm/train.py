@@ -35,6 +35,11 @@ from cqsm.settings import SettingsError
 __all__ = ["TrainSettings", "TrainResult", "TrainingDiverged", "train", "make_env", "make_agent"]
 
 
+def _preset(env: str, part: str) -> dict:
+    """The task's row of :data:`cqsm.presets.TASKS` for ``part`` (``"train"`` or an algorithm)."""
+    return TASKS.get(env, {}).get(part, {})
+
+
 class TrainingDiverged(RuntimeError):
     """A run stopped because its losses or values stopped being finite or exploded."""
 
@@ -102,7 +107,7 @@ class TrainSettings:
             )
         cls = agent_class(self.algo).Settings
         if self.agent is None:
-            self.agent = cls(**TASKS.get(self.env, {}).get(self.algo, {}))
+            self.agent = cls(**_preset(self.env, self.algo))
         elif isinstance(self.agent, dict):
             self.agent = cls(**self.agent)
         elif not isinstance(self.agent, cls):
@@ -113,9 +118,8 @@ class TrainSettings:
     @classmethod
     def for_task(cls, env: str, algo: str = "cqsm", agent: dict | None = None, **overrides):
         """Defaults, then the task's row of :data:`cqsm.presets.TASKS`, then ``overrides``."""
-        task = TASKS.get(env, {})
-        settings = dict(task.get("train", {}), **overrides)
-        agent_settings = dict(task.get(algo, {}), **(agent or {}))
+        settings = _preset(env, "train") | overrides
+        agent_settings = _preset(env, algo) | (agent or {})
         return cls(
             env=env, algo=algo, agent=agent_class(algo).Settings(**agent_settings), **settings
         )
@@ -245,9 +249,12 @@ def train(settings: TrainSettings, on_eval=None) -> TrainResult:
         writer = SummaryWriter(str(run_dir / "tensorboard"))
 
     guard = _Guard(s.max_abs_q)
-    last_good = "No checkpoint was written yet."
-    if checkpoint_path.exists():
-        last_good = f"The last good checkpoint, {checkpoint_path} (step {step}), is kept."
+
+    def kept(at_step: int) -> str:
+        return f"The last good checkpoint, {checkpoint_path} (step {at_step}), is kept."
+
+    last_good = kept(step) if checkpoint_path.exists() else "No checkpoint was written yet."
+    where = results.provenance()  # the code and machine of this run: looked up once
     bar = tqdm(
         total=s.total_steps,
         initial=step,
@@ -274,7 +281,7 @@ def train(settings: TrainSettings, on_eval=None) -> TrainResult:
                 "rng": _rng_states(env),
             },
         )
-        last_good = f"The last good checkpoint, {checkpoint_path} (step {step}), is kept."
+        last_good = kept(step)
 
     while step < s.total_steps:
         if obs is None:  # between episodes: the only place a checkpoint is written
@@ -324,11 +331,12 @@ def train(settings: TrainSettings, on_eval=None) -> TrainResult:
             results.write_rows(run_dir / "results.csv", rows)
             results.write_json(
                 run_dir / "provenance.json",
-                results.provenance(
-                    wall_time=row["wall_time"],
-                    steps=step,
-                    sps=float(np.mean([r["sps"] for r in rows])),
-                ),
+                where
+                | {
+                    "wall_time": row["wall_time"],
+                    "steps": step,
+                    "sps": float(np.mean([r["sps"] for r in rows])),
+                },
             )
             if writer is not None:
                 for k, v in row.items():

@@ -62,6 +62,10 @@ class TwinCritic(nn.Module):
         xa = torch.cat([x, a], -1)
         return self.q1(xa).squeeze(-1), self.q2(xa).squeeze(-1)
 
+    def first(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``Q_1(x, a)`` alone (the critic an actor follows, as in TD3)."""
+        return self.q1(torch.cat([x, a], -1)).squeeze(-1)
+
 
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:

@@ -170,13 +170,12 @@ class CQSMAgent:
         psi = self.score(obs)
         a_hat = self.diffusion.mean_move(a_prev, psi)
         if s.actor == "feynman_kac":
-            q_hat = self.critic.q1(torch.cat([x, a_hat], -1)).squeeze(-1)
+            q_hat = self.critic.first(x, a_hat)
             score_loss = -(q_hat / dt - 0.5 * s.lam * psi.square().sum(-1)).mean()
             grad_a = None
         else:
             a_hat = a_hat.detach().requires_grad_(True)
-            q_hat = self.critic.q1(torch.cat([x, a_hat], -1))
-            grad_a = torch.autograd.grad(q_hat.sum(), a_hat)[0]
+            grad_a = torch.autograd.grad(self.critic.first(x, a_hat).sum(), a_hat)[0]
             target_psi = grad_a / s.lam
             score_loss = (psi - target_psi).square().sum(-1).mean()
             if s.actor == "scale_free":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import gymnasium as gym
 import numpy as np
@@ -69,9 +70,19 @@ class ActionDiffusion:
     def d(self) -> int:
         return int(self.low.shape[0])
 
-    @property
+    @cached_property
     def bounded(self) -> np.ndarray:
         return np.isfinite(self.low) & np.isfinite(self.high)
+
+    @cached_property
+    def _finite(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(low, high, bounded)`` with the infinite faces replaced by harmless numbers."""
+        mask = self.bounded
+        return np.where(mask, self.low, 0.0), np.where(mask, self.high, 1.0), mask
+
+    @cached_property
+    def _torch_finite(self) -> dict:
+        return {}
 
     def state_space(self) -> gym.spaces.Box:
         """The space of the action process's state (the applied action, or the latent)."""
@@ -88,16 +99,17 @@ class ActionDiffusion:
         return centre if self.boundary == "reflect" else np.zeros(self.d)
 
     def _bounds(self, like):
-        if isinstance(like, torch.Tensor):
-            lo = torch.as_tensor(np.where(self.bounded, self.low, 0.0), dtype=like.dtype)
-            hi = torch.as_tensor(np.where(self.bounded, self.high, 1.0), dtype=like.dtype)
-            mask = torch.as_tensor(self.bounded)
-            return lo, hi, mask
-        return (
-            np.where(self.bounded, self.low, 0.0),
-            np.where(self.bounded, self.high, 1.0),
-            self.bounded,
-        )
+        """:attr:`_finite` as arrays like ``like`` (torch tensors made once per dtype)."""
+        if not isinstance(like, torch.Tensor):
+            return self._finite
+        if like.dtype not in self._torch_finite:
+            lo, hi, mask = self._finite
+            self._torch_finite[like.dtype] = (
+                torch.as_tensor(lo, dtype=like.dtype),
+                torch.as_tensor(hi, dtype=like.dtype),
+                torch.as_tensor(mask),
+            )
+        return self._torch_finite[like.dtype]
 
     def keep(self, a):
         """The boundary map: reflect into the box, or (squash) leave the latent unbounded."""
