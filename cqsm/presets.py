@@ -1,8 +1,9 @@
 """Per-task settings: the one table of everything that differs from the defaults for a task.
 
-``TASKS[env_id]`` holds overrides of :class:`cqsm.train.TrainSettings` (key ``"train"``) and of each
-algorithm's settings (key = algorithm name). :meth:`cqsm.train.TrainSettings.for_task` applies
-them, and then the user's own settings on top; the run's ``settings.json`` records the result.
+``TASKS[env_id]`` holds overrides of :class:`cqsm.train.TrainSettings` (key ``"train"`` for every
+algorithm, ``"train/<algo>"`` for one) and of each algorithm's settings (key = algorithm name).
+:meth:`cqsm.train.TrainSettings.for_task` applies them, and then the user's own settings on top;
+the run's ``settings.json`` records the result.
 Nothing here is applied silently: the book prints this table and ``cqsm train`` prints what it used.
 """
 
@@ -28,4 +29,8 @@ TASKS: dict[str, dict[str, dict]] = {
         "train": {"learning_starts": 1_000, "eval_every": 1_000},
         "cqsm": {"lam": 0.02},
     },
+    # Locomotion (MuJoCo -v5). TD3's uniformly random warm-up as in the TD3 paper's experiments:
+    # 10k steps on HalfCheetah, 1k on the others (its code's default, 25k, applies elsewhere).
+    "HalfCheetah-v5": {"train/td3": {"learning_starts": 10_000}},
+    "Hopper-v5": {"train/td3": {"learning_starts": 1_000}},
 }

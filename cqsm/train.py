@@ -40,6 +40,13 @@ def _preset(env: str, part: str) -> dict:
     return TASKS.get(env, {}).get(part, {})
 
 
+def _loop_preset(env: str, algo: str) -> dict:
+    """Loop settings: the algorithm's published defaults, then the task's, then the task's
+    for this algorithm (key ``"train/<algo>"``)."""
+    defaults = getattr(agent_class(algo), "TRAIN_DEFAULTS", {})
+    return defaults | _preset(env, "train") | _preset(env, f"train/{algo}")
+
+
 class TrainingDiverged(RuntimeError):
     """A run stopped because its losses or values stopped being finite or exploded."""
 
@@ -117,8 +124,9 @@ class TrainSettings:
 
     @classmethod
     def for_task(cls, env: str, algo: str = "cqsm", agent: dict | None = None, **overrides):
-        """Defaults, then the task's row of :data:`cqsm.presets.TASKS`, then ``overrides``."""
-        settings = _preset(env, "train") | overrides
+        """Defaults, then the algorithm's published loop defaults and the task's row of
+        :data:`cqsm.presets.TASKS`, then ``overrides``."""
+        settings = _loop_preset(env, algo) | overrides
         agent_settings = _preset(env, algo) | (agent or {})
         return cls(
             env=env, algo=algo, agent=agent_class(algo).Settings(**agent_settings), **settings

@@ -1,17 +1,44 @@
 """Deep agents on the shared training loop of :mod:`cqsm.train`.
 
 Each algorithm is one module holding its settings dataclass and its agent class (see
-:class:`cqsm.agents.common.Agent` for the interface): :mod:`cqsm.agents.cqsm` so far.
+:class:`cqsm.agents.common.Agent` for the interface): :mod:`cqsm.agents.cqsm`, and the baselines
+:mod:`cqsm.agents.td3`, :mod:`cqsm.agents.sac`, :mod:`cqsm.agents.diffusion_ql` and
+:mod:`cqsm.agents.qsm`. An agent class may carry ``TRAIN_DEFAULTS``: the loop settings its
+published defaults fix (for example its warm-up), applied before the task's row of
+:data:`cqsm.presets.TASKS`.
 """
 
 from __future__ import annotations
 
 from cqsm.agents.cqsm import CQSMAgent, CQSMSettings
+from cqsm.agents.diffusion_ql import DiffusionQLAgent, DiffusionQLSettings
+from cqsm.agents.qsm import QSMAgent, QSMSettings
+from cqsm.agents.sac import SACAgent, SACSettings
+from cqsm.agents.td3 import TD3Agent, TD3Settings
 from cqsm.settings import SettingsError
 
-__all__ = ["ALGOS", "agent_class", "CQSMAgent", "CQSMSettings"]
+__all__ = [
+    "ALGOS",
+    "agent_class",
+    "CQSMAgent",
+    "CQSMSettings",
+    "TD3Agent",
+    "TD3Settings",
+    "SACAgent",
+    "SACSettings",
+    "DiffusionQLAgent",
+    "DiffusionQLSettings",
+    "QSMAgent",
+    "QSMSettings",
+]
 
-ALGOS = {"cqsm": CQSMAgent}
+ALGOS = {
+    "cqsm": CQSMAgent,
+    "td3": TD3Agent,
+    "sac": SACAgent,
+    "diffusion_ql": DiffusionQLAgent,
+    "qsm": QSMAgent,
+}
 
 
 def agent_class(algo: str):

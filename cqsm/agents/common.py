@@ -6,6 +6,7 @@ updates from a replay batch, and saves its whole state. :func:`cqsm.train.train`
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import gymnasium as gym
@@ -13,7 +14,19 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Agent", "mlp", "TwinCritic", "soft_update", "as_batch"]
+from cqsm.envs import EnvError
+from cqsm.settings import SettingsError
+
+__all__ = [
+    "Agent",
+    "mlp",
+    "TwinCritic",
+    "soft_update",
+    "as_batch",
+    "ActionBox",
+    "check_positive",
+    "Saved",
+]
 
 
 class Agent(Protocol):
@@ -40,11 +53,13 @@ class Agent(Protocol):
     def load_policy_state_dict(self, state: dict) -> None: ...
 
 
-def mlp(n_in: int, hidden: tuple[int, ...], n_out: int) -> nn.Sequential:
-    """A ReLU multilayer perceptron (float32), the network of every deep agent."""
+def mlp(
+    n_in: int, hidden: tuple[int, ...], n_out: int, activation: type[nn.Module] = nn.ReLU
+) -> nn.Sequential:
+    """A multilayer perceptron (float32, ReLU unless told), the network of every deep agent."""
     layers, width = [], n_in
     for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
+        layers += [nn.Linear(width, h), activation()]
         width = h
     layers.append(nn.Linear(width, n_out))
     return nn.Sequential(*layers)
@@ -77,3 +92,66 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 def as_batch(obs: np.ndarray) -> torch.Tensor:
     """One observation as a float32 batch of one."""
     return torch.as_tensor(np.asarray(obs, dtype=np.float32)).unsqueeze(0)
+
+
+class ActionBox:
+    """An env's action box as ``center + half * u`` with ``u`` in ``[-1, 1]``: the baselines'
+    networks work in ``u`` and act in the env's own units, whatever its bounds."""
+
+    def __init__(self, space: gym.spaces.Space, algo: str):
+        if not isinstance(space, gym.spaces.Box) or not (
+            np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))
+        ):
+            raise EnvError(
+                f"{algo} needs a bounded Box action space; got {space}. Wrap the env so that "
+                "its actions lie in a finite box."
+            )
+        low, high = space.low.astype(np.float32), space.high.astype(np.float32)
+        self.d = int(low.size)
+        self.center = torch.as_tensor((high + low) / 2)
+        self.half = torch.as_tensor((high - low) / 2)
+        self.low, self.high = torch.as_tensor(low), torch.as_tensor(high)
+
+    def to_env(self, u: torch.Tensor) -> torch.Tensor:
+        return self.center + self.half * u
+
+    def to_unit(self, a: torch.Tensor) -> torch.Tensor:
+        return (a - self.center) / self.half
+
+    def clip(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(a, self.low, self.high)
+
+
+def check_positive(settings, *names: str) -> None:
+    """Raise a :class:`~cqsm.settings.SettingsError` unless every named setting is positive."""
+    for name in names:
+        value = getattr(settings, name)
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise SettingsError(
+                f"{type(settings).__name__}.{name} must be a positive number; got {value!r}."
+            )
+
+
+class Saved:
+    """The agent's state from its named parts: ``PARTS`` (modules and optimisers: everything
+    training needs, with the update counter) and ``POLICY_PARTS`` (what acting needs)."""
+
+    PARTS: tuple[str, ...] = ()
+    POLICY_PARTS: tuple[str, ...] = ()
+    updates: int = 0
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k).state_dict() for k in self.PARTS} | {"updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in self.PARTS:
+            getattr(self, k).load_state_dict(state[k])
+        self.updates = int(state["updates"])
+
+    def policy_state_dict(self) -> dict:
+        """What acting needs (``policy.pt``, small enough to commit)."""
+        return {k: getattr(self, k).state_dict() for k in self.POLICY_PARTS}
+
+    def load_policy_state_dict(self, state: dict) -> None:
+        for k in self.POLICY_PARTS:
+            getattr(self, k).load_state_dict(state[k])

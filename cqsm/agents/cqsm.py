@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cqsm.agents.common import TwinCritic, as_batch, mlp, soft_update
+from cqsm.agents.common import Saved, TwinCritic, as_batch, mlp, soft_update
 from cqsm.envs import ActionDiffusionWrapper, EnvError
 from cqsm.settings import SettingsError
 
@@ -91,10 +91,12 @@ class CQSMSettings:
         self.hidden = tuple(int(h) for h in self.hidden)
 
 
-class CQSMAgent:
+class CQSMAgent(Saved):
     """The CQSM agent acting in an :class:`~cqsm.envs.ActionDiffusionWrapper`."""
 
     Settings = CQSMSettings
+    PARTS = ("score_net", "critic", "critic_target", "critic_opt", "score_opt")
+    POLICY_PARTS = ("score_net",)  # the score network alone: policy.pt is 270 KB
 
     @staticmethod
     def wrap(
@@ -191,21 +193,3 @@ class CQSMAgent:
             if grad_a is not None:
                 info["grad_a_q"] = grad_a.norm(dim=-1).mean().item()
         return info
-
-    def state_dict(self) -> dict:
-        return {
-            name: getattr(self, name).state_dict()
-            for name in ("score_net", "critic", "critic_target", "critic_opt", "score_opt")
-        } | {"updates": self.updates}
-
-    def policy_state_dict(self) -> dict:
-        """What acting needs: the score network (``policy.pt``, small enough to commit)."""
-        return {"score_net": self.score_net.state_dict()}
-
-    def load_policy_state_dict(self, state: dict) -> None:
-        self.score_net.load_state_dict(state["score_net"])
-
-    def load_state_dict(self, state: dict) -> None:
-        for name in ("score_net", "critic", "critic_target", "critic_opt", "score_opt"):
-            getattr(self, name).load_state_dict(state[name])
-        self.updates = int(state["updates"])

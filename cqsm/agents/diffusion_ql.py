@@ -1,0 +1,177 @@
+"""Diffusion-QL (Wang, Hunt and Zhou 2023) run online on the replay buffer, in one file.
+
+The policy is a DDPM of ``T = 5`` steps (:mod:`cqsm.agents.ddpm`). Each update:
+
+1. **Critics**: twin Mish critics regress on ``r + gamma (1 - terminated) min_j Qbar_j(x', a')``
+   with ``a'`` sampled from the EMA copy of the actor;
+2. **Actor**: the behaviour-cloning diffusion loss ``|eps - eps_theta(x, u_t, t)|^2`` on replayed
+   actions plus ``eta`` times the normalised Q term ``-Q_i(x, a_theta) / mean|Q_j(x, a_theta)|``,
+   where ``a_theta`` is sampled through the whole reverse chain (differentiated) and ``i, j`` are
+   the two critics in random order;
+3. gradient norms clipped, targets by Polyak averaging, and the EMA actor updated every
+   ``ema_every`` steps after ``ema_start``.
+
+Acting samples ``n_candidates`` actions and picks one with probabilities ``softmax(Qbar_min)``, as
+the original code does. The original defaults (networks of three 256-wide Mish layers, learning
+rates, ``eta = 1``, gradient-norm clip 9, EMA 0.995) are kept. Adaptations to the online setting,
+stated in the book: the replay buffer is the data set (so the behaviour-cloning term pulls toward
+the agent's own recent behaviour), exploration adds Gaussian noise of ``expl_noise`` half-widths
+to the acting sample, and the learning rate does not decay (the original anneals it over its
+offline epochs).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cqsm.agents.common import (
+    ActionBox,
+    Saved,
+    TwinCritic,
+    as_batch,
+    check_positive,
+    mlp,
+    soft_update,
+)
+from cqsm.agents.ddpm import DDPM, Denoiser
+
+__all__ = ["DiffusionQLSettings", "DiffusionQLAgent", "MishTwinCritic"]
+
+
+@dataclass
+class DiffusionQLSettings:
+    """Settings of Diffusion-QL online (the original defaults for the locomotion data sets)."""
+
+    gamma: float = 0.99
+    """discount factor per env step"""
+    T: int = 5
+    """denoising steps of the DDPM actor"""
+    hidden: tuple[int, ...] = (256, 256, 256)
+    """hidden layer widths (Mish) of the denoiser and the critics"""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the denoiser"""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics"""
+    eta: float = 1.0
+    """weight of the normalised Q term against the behaviour-cloning loss"""
+    grad_norm: float = 9.0
+    """gradient-norm clip of the actor and of the critics"""
+    tau: float = 0.005
+    """Polyak rate of the target critics"""
+    ema_decay: float = 0.995
+    """decay of the EMA actor that samples the TD target's next actions"""
+    ema_start: int = 1000
+    """updates before the EMA actor starts following (until then it keeps its initial weights)"""
+    ema_every: int = 5
+    """updates between EMA steps"""
+    n_candidates: int = 50
+    """actions sampled per step when acting; one is drawn by softmax of the target critic"""
+    expl_noise: float = 0.1
+    """Gaussian exploration noise added when training, in half-widths of the box (online only)"""
+
+    def __post_init__(self):
+        check_positive(
+            self,
+            "gamma",
+            "T",
+            "actor_lr",
+            "critic_lr",
+            "grad_norm",
+            "tau",
+            "ema_every",
+            "n_candidates",
+        )
+        self.hidden = tuple(int(h) for h in self.hidden)
+
+
+class MishTwinCritic(TwinCritic):
+    """Twin critics with Mish activations (Diffusion-QL's critic)."""
+
+    def __init__(self, x_dim: int, a_dim: int, hidden: tuple[int, ...]):
+        nn.Module.__init__(self)
+        self.q1 = mlp(x_dim + a_dim, hidden, 1, activation=nn.Mish)
+        self.q2 = mlp(x_dim + a_dim, hidden, 1, activation=nn.Mish)
+
+
+class DiffusionQLAgent(Saved):
+    """Diffusion-QL acting directly in the env's action box."""
+
+    Settings = DiffusionQLSettings
+    PARTS = ("actor", "ema_actor", "critic", "critic_target", "actor_opt", "critic_opt")
+    POLICY_PARTS = ("actor", "critic_target")  # acting ranks candidates by the target critic
+
+    @staticmethod
+    def wrap(env: gym.Env, settings: DiffusionQLSettings, explore: bool, action_repeat: int = 1):
+        return env
+
+    def __init__(self, settings: DiffusionQLSettings, env: gym.Env):
+        self.settings = s = settings
+        self.box = ActionBox(env.action_space, "Diffusion-QL")
+        n, d = int(np.prod(env.observation_space.shape)), self.box.d
+        self.ddpm = DDPM(s.T, d)
+        self.actor = Denoiser(n, d, s.hidden)
+        self.ema_actor = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic = MishTwinCritic(n, d, s.hidden)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=s.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=s.critic_lr, fused=True)
+        self.updates = 0
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
+        s = self.settings
+        x = as_batch(obs).expand(s.n_candidates, -1)
+        a = self.box.to_env(self.ddpm.sample(self.actor, x))
+        weights = torch.softmax(torch.min(*self.critic_target(x, a)), 0)
+        a = a[torch.multinomial(weights, 1)[0]]
+        if explore:
+            a = self.box.clip(a + s.expl_noise * self.box.half * torch.randn_like(a))
+        return a.numpy()
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        s, box = self.settings, self.box
+        x, a = batch["obs"], batch["action"]
+
+        # Critics: next actions from the EMA actor.
+        with torch.no_grad():
+            a_next = box.to_env(self.ddpm.sample(self.ema_actor, batch["next_obs"]))
+            q_next = torch.min(*self.critic_target(batch["next_obs"], a_next))
+            target = batch["reward"] + (1 - batch["terminated"]) * s.gamma * q_next
+        q1, q2 = self.critic(x, a)
+        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        nn.utils.clip_grad_norm_(self.critic.parameters(), s.grad_norm)
+        self.critic_opt.step()
+
+        # Actor: behaviour cloning by the diffusion loss, plus the normalised Q term.
+        u0 = box.to_unit(a)
+        t = torch.randint(0, s.T, (x.shape[0],))
+        eps = torch.randn_like(u0)
+        bc_loss = F.mse_loss(self.actor(x, self.ddpm.noise(u0, t, eps), t), eps)
+        q_new = self.critic(x, box.to_env(self.ddpm.sample(self.actor, x)))
+        i = int(torch.randint(0, 2, ()).item())  # which critic leads, at random
+        q_loss = -q_new[i].mean() / q_new[1 - i].abs().mean().detach()
+        actor_loss = bc_loss + s.eta * q_loss
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        nn.utils.clip_grad_norm_(self.actor.parameters(), s.grad_norm)
+        self.actor_opt.step()
+
+        self.updates += 1
+        if self.updates % s.ema_every == 0 and self.updates >= s.ema_start:
+            soft_update(self.ema_actor, self.actor, 1 - s.ema_decay)
+        soft_update(self.critic_target, self.critic, s.tau)
+        return {
+            "critic_loss": critic_loss.item(),
+            "q": q1.mean().item(),
+            "bc_loss": bc_loss.item(),
+            "q_loss": q_loss.item(),
+        }

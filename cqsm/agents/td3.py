@@ -1,0 +1,126 @@
+"""TD3 (Fujimoto, van Hoof and Meger 2018), the whole agent in one file.
+
+A deterministic actor ``mu(x)`` in the env's action box, twin critics, and three changes to DDPG:
+
+1. **clipped double-Q**: the TD target takes the smaller of the two target critics;
+2. **target policy smoothing**: the target action is ``mu'(x') + clip(N(0, policy_noise),
+   -noise_clip, noise_clip)``, clipped to the box;
+3. **delayed actor updates**: the actor and the target networks move once every
+   ``policy_delay`` critic updates, the actor by ascending ``Q_1(x, mu(x))``.
+
+Exploration adds ``N(0, expl_noise)`` to ``mu(x)``. Noise scales are fractions of the box's half
+width, so the defaults are those of the authors' code (written for boxes ``[-1, 1]``) on any box.
+Networks, learning rates, batch size and warm-up follow the authors' reference implementation;
+the warm-up per task is in :data:`cqsm.presets.TASKS`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cqsm.agents.common import (
+    ActionBox,
+    Saved,
+    TwinCritic,
+    as_batch,
+    check_positive,
+    mlp,
+    soft_update,
+)
+
+__all__ = ["TD3Settings", "TD3Agent"]
+
+
+@dataclass
+class TD3Settings:
+    """Settings of TD3 (the authors' defaults; noise as a fraction of the box half-width)."""
+
+    gamma: float = 0.99
+    """discount factor per env step"""
+    hidden: tuple[int, ...] = (256, 256)
+    """hidden layer widths of the actor and the critics"""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor"""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics"""
+    tau: float = 0.005
+    """Polyak rate of the target networks"""
+    expl_noise: float = 0.1
+    """standard deviation of the Gaussian exploration noise"""
+    policy_noise: float = 0.2
+    """standard deviation of the target policy smoothing noise"""
+    noise_clip: float = 0.5
+    """the smoothing noise is clipped to +-noise_clip"""
+    policy_delay: int = 2
+    """critic updates per actor (and target network) update"""
+
+    def __post_init__(self):
+        check_positive(self, "gamma", "actor_lr", "critic_lr", "tau", "policy_delay")
+        self.hidden = tuple(int(h) for h in self.hidden)
+
+
+class TD3Agent(Saved):
+    """TD3 acting directly in the env's action box."""
+
+    Settings = TD3Settings
+    PARTS = ("actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt")
+    POLICY_PARTS = ("actor",)
+    TRAIN_DEFAULTS = {"learning_starts": 25_000}  # the authors' code; see cqsm.presets.TASKS
+
+    @staticmethod
+    def wrap(env: gym.Env, settings: TD3Settings, explore: bool, action_repeat: int = 1):
+        return env
+
+    def __init__(self, settings: TD3Settings, env: gym.Env):
+        self.settings = s = settings
+        self.box = ActionBox(env.action_space, "TD3")
+        n, d = int(np.prod(env.observation_space.shape)), self.box.d
+        self.actor = mlp(n, s.hidden, d)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic = TwinCritic(n, d, s.hidden)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=s.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=s.critic_lr, fused=True)
+        self.updates = 0
+
+    def policy(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """``mu(x)`` in the env's units (``target=True``: the target actor's)."""
+        return self.box.to_env(torch.tanh((self.actor_target if target else self.actor)(obs)))
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
+        a = self.policy(as_batch(obs))[0]
+        if explore:
+            a = self.box.clip(a + self.settings.expl_noise * self.box.half * torch.randn_like(a))
+        return a.numpy()
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        s, box = self.settings, self.box
+        x, a = batch["obs"], batch["action"]
+        with torch.no_grad():
+            noise = (s.policy_noise * torch.randn_like(a)).clamp(-s.noise_clip, s.noise_clip)
+            a_next = box.clip(self.policy(batch["next_obs"], target=True) + noise * box.half)
+            q_next = torch.min(*self.critic_target(batch["next_obs"], a_next))
+            target = batch["reward"] + (1 - batch["terminated"]) * s.gamma * q_next
+        q1, q2 = self.critic(x, a)
+        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+        self.updates += 1
+        info = {"critic_loss": critic_loss.item(), "q": q1.mean().item()}
+        if self.updates % s.policy_delay == 0:
+            actor_loss = -self.critic.first(x, self.policy(x)).mean()
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_opt.step()
+            soft_update(self.critic_target, self.critic, s.tau)
+            soft_update(self.actor_target, self.actor, s.tau)
+            info["actor_loss"] = actor_loss.item()
+        return info
