@@ -18,7 +18,7 @@ PIP_FLAGS := $(if $(CI),--progress-bar off,)
 # Outputs that `make test` checks must be newer than this (seconds since the epoch).
 TEST_START := $(shell date +%s)
 
-.PHONY: help venv book figures chapter test lint format clean
+.PHONY: help venv book figures chapter test bench lint format clean
 
 help: ## list the targets
 	@echo "Usage: make <target> [PROFILE=ci|book|paper] [CHAPTER=<name>]"
@@ -60,6 +60,9 @@ test: $(STAMP) ## lint, all tests, every figure at ci, the book with warnings as
 	$(CQSM) figures --profile ci
 	$(CQSM) book --profile ci --strict
 	CQSM_BUILT_SINCE=$(TEST_START) $(BIN)/pytest --runslow -m built_outputs tests/test_pipeline.py
+
+bench: $(STAMP) ## measure training steps/s and action latency of every algorithm (a results table)
+	$(CQSM) bench
 
 lint: $(STAMP) ## check style (ruff check, ruff format --check)
 	$(BIN)/ruff check .

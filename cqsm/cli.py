@@ -2,8 +2,8 @@
 
 Each subcommand is one ``add_<name>(subparsers, argv)`` function that declares its options and
 sets ``run`` to the function doing the work, which lives in the module the subcommand is about
-(``argv`` lets ``train`` offer the settings of the ``--algo`` given). A new subcommand (bench) is
-one more such function in ``SUBCOMMANDS``.
+(``argv`` lets ``train`` offer the settings of the ``--algo`` given). A new subcommand is one
+more such function in ``SUBCOMMANDS``.
 """
 
 from __future__ import annotations
@@ -224,7 +224,31 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS = (add_figures, add_book, add_train, add_evaluate)
+def add_bench(subparsers, argv: list[str]) -> None:
+    from cqsm.bench import BenchSettings
+
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure training steps per second and action latency of every algorithm",
+        description="Measure, interleaved on this machine with one torch thread, the training "
+        "steps per second (act, env step, store, update) and the action latency of each "
+        "algorithm on each env, several times; write <out>/results.csv, summary.csv and "
+        "provenance.json, and print the summary. An interrupted bench resumes when run again.",
+    )
+    cli_settings.add_arguments(parser, BenchSettings)
+    parser.set_defaults(run=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from cqsm.bench import BenchSettings, bench, markdown
+
+    settings = BenchSettings(**cli_settings.given(args, BenchSettings))
+    print(markdown(bench(settings)))
+    print(f"results in {settings.out}")
+    return 0
+
+
+SUBCOMMANDS = (add_figures, add_book, add_train, add_evaluate, add_bench)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

@@ -1,0 +1,88 @@
+"""The throughput benchmark: interleaved plan, resumable files, summary, CLI (no timing tested)."""
+
+import pandas as pd
+import pytest
+
+from cqsm import bench as bench_module
+from cqsm import cli, results
+from cqsm.bench import BenchSettings, bench, markdown, summarise
+from cqsm.settings import SettingsError
+
+
+def small(tmp_path, **overrides):
+    settings = dict(
+        algos=("cqsm", "td3", "sac", "diffusion_ql", "qsm"),
+        envs=("Pendulum-v1",),
+        repeats=2,
+        steps=3,
+        fill=64,
+        calls=3,
+        batch_size=32,
+        out=str(tmp_path / "bench"),
+        progress=False,
+    )
+    return BenchSettings(**(settings | overrides))
+
+
+def test_every_pair_measured_each_repeat_in_rotated_order(tmp_path):
+    summary = bench(small(tmp_path))
+    rows = pd.read_csv(tmp_path / "bench" / "results.csv")
+    assert len(rows) == 10 and (rows["sps"] > 0).all() and (rows["latency_ms"] > 0).all()
+    first, second = (list(rows[rows["repeat"] == r]["algo"]) for r in (0, 1))
+    assert sorted(first) == sorted(second) and first != second  # interleaved, not repeated
+    assert second == first[1:] + first[:1]
+    assert list(summary["repeats"]) == [2] * 5
+    for name in ("settings.json", "summary.csv", "provenance.json"):
+        assert (tmp_path / "bench" / name).exists()
+
+
+def test_an_interrupted_bench_resumes_without_measuring_again(tmp_path, monkeypatch):
+    calls, original = [], bench_module.measure
+
+    def flaky(algo, env_id, settings, seed=0):
+        calls.append(algo)
+        if len(calls) == 4 and flaky.interrupt:
+            raise KeyboardInterrupt
+        return original(algo, env_id, settings, seed)
+
+    flaky.interrupt = True
+    monkeypatch.setattr(bench_module, "measure", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        bench(small(tmp_path))
+    assert len(pd.read_csv(tmp_path / "bench" / "results.csv")) == 3
+    calls.clear()
+    flaky.interrupt = False
+    bench(small(tmp_path))
+    assert len(calls) == 7 and len(pd.read_csv(tmp_path / "bench" / "results.csv")) == 10
+    with pytest.raises(results.RunError, match="other settings"):
+        bench(small(tmp_path, steps=4))
+
+
+def test_summary_ratios_and_table():
+    rows = pd.DataFrame(
+        {
+            "repeat": [0, 0, 1, 1],
+            "algo": ["cqsm", "sac", "cqsm", "sac"],
+            "env": ["E"] * 4,
+            "sps": [60.0, 30.0, 40.0, 20.0],
+            "latency_ms": [0.1, 0.2, 0.3, 0.4],
+        }
+    )
+    summary = summarise(rows).set_index("algo")
+    assert summary.loc["cqsm", "sps"] == 50 and summary.loc["sac", "sps"] == 25
+    assert summary.loc["sac", "cqsm_speedup"] == 2.0 and summary.loc["sac", "sps_min"] == 20
+    table = markdown(summarise(rows))
+    assert "| E | sac | 25.0 (20.0–30.0) | 0.30 (0.20–0.40) | 2.00 |" in table
+
+
+def test_bad_settings_and_the_cli(tmp_path, capsys):
+    with pytest.raises(SettingsError, match="Unknown algorithms"):
+        BenchSettings(algos=("cqsm", "ddpg"))
+    with pytest.raises(SettingsError, match="fill"):
+        BenchSettings(fill=10)
+    code = cli.main(
+        ["bench", "--algos", "cqsm", "td3", "--envs", "Pendulum-v1", "--repeats", "1"]
+        + ["--steps", "2", "--fill", "300", "--calls", "2", "--out", str(tmp_path), "--no-progress"]
+    )
+    assert code == 0
+    assert "| Pendulum-v1 | td3 |" in capsys.readouterr().out
