@@ -20,7 +20,16 @@ import seaborn as sns
 
 from cqsm.atomic import atomic_write
 
-__all__ = ["set_style", "color", "palette", "figure_dir", "save", "exact_line"]
+__all__ = [
+    "set_style",
+    "color",
+    "palette",
+    "figure_dir",
+    "save",
+    "exact_line",
+    "learning_curves",
+    "bars_by_env",
+]
 
 # Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
 _OKABE_ITO = {
@@ -147,6 +156,37 @@ def learning_curves(ax, rows: pd.DataFrame, y: str = "eval_return", hue: str = "
             lw=0,
         )
     ax.set_xlabel("environment steps")
+
+
+def bars_by_env(ax, table: pd.DataFrame, y: str, low: str, high: str, label=str) -> None:
+    """Bars of ``y`` per algorithm (colour) and env (plain, then hatched), whiskers from ``low``
+    to ``high``, for a table with columns ``algo`` and ``env`` (e.g. ``cqsm bench``'s summary).
+    ``label`` maps an algorithm name to its display name (and colour)."""
+    algos, envs = list(dict.fromkeys(table["algo"])), list(dict.fromkeys(table["env"]))
+    width = 0.8 / len(envs)
+    for k, env in enumerate(envs):
+        d = table[table["env"] == env].set_index("algo").reindex(algos)
+        x = np.arange(len(algos)) + (k - (len(envs) - 1) / 2) * width
+        ax.bar(
+            x,
+            d[y],
+            width=0.95 * width,
+            yerr=[d[y] - d[low], d[high] - d[y]],
+            color=[color(label(a)) for a in algos],
+            hatch=HATCHES[k % len(HATCHES)],
+            edgecolor="black",
+            lw=0.5,
+            error_kw={"lw": 0.8},
+        )
+    ax.set_xticks(range(len(algos)), [label(a) for a in algos])
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="black", hatch=HATCHES[k])
+        for k in range(len(envs))
+    ]
+    ax.legend(handles, envs, fontsize=8)
+
+
+HATCHES = ("", "///", "...", "xx")
 
 
 def filmstrip(ax, shapes, times, spacing: float, slots: int | None = None) -> None:

@@ -119,3 +119,15 @@ def test_lq_env_step_and_objective():
     assert abs(value - env.optimal_objective()) < 4 * se
     worse, _ = env.objective(lambda o: 0.3 * o @ K.T, wrapper.diffusion, n_paths=4000)
     assert worse < value - 5 * se
+
+
+def test_make_hides_only_the_known_mujoco_notice(capfd):
+    import os
+
+    from cqsm.envs import _without_known_c_notices
+
+    make("HalfCheetah-v5")
+    assert "settotalmass" not in capfd.readouterr().err
+    with _without_known_c_notices():
+        os.write(2, b"WARNING: compiler attribute 'settotalmass' is deprecated\nanother notice\n")
+    assert capfd.readouterr().err.strip() == "another notice"
