@@ -121,13 +121,19 @@ def test_lq_env_step_and_objective():
     assert worse < value - 5 * se
 
 
-def test_make_hides_only_the_known_mujoco_notice(capfd):
-    import os
+def test_make_routes_mujoco_notices_to_python_warnings(tmp_path, monkeypatch):
+    import warnings
 
-    from cqsm.envs import _without_known_c_notices
+    import mujoco
 
-    make("HalfCheetah-v5")
-    assert "settotalmass" not in capfd.readouterr().err
-    with _without_known_c_notices():
-        os.write(2, b"WARNING: compiler attribute 'settotalmass' is deprecated\nanother notice\n")
-    assert capfd.readouterr().err.strip() == "another notice"
+    from cqsm.envs import MujocoWarning, _mujoco_notices_as_warnings
+
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make("HalfCheetah-v5")  # its XML triggers the known settotalmass notice
+        with _mujoco_notices_as_warnings():
+            mujoco.get_mju_user_warning()("another notice")  # as MuJoCo would call it
+    assert [str(w.message) for w in caught if w.category is MujocoWarning] == ["another notice"]
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()  # no log file in the working folder
+    assert mujoco.get_mju_user_warning() is None  # MuJoCo's own handler is back

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import os
-import sys
-import tempfile
+import warnings
 
 import gymnasium as gym
 
@@ -31,38 +29,41 @@ if LQ_ENV_ID not in gym.registry:
     gym.register(LQ_ENV_ID, entry_point="cqsm.envs.lq:LinearQuadraticEnv")
 
 
-# A notice MuJoCo 4 prints from C when it compiles the -v5 models (their XML still uses an old
-# attribute); it says nothing about this project's runs, so make() keeps it off the terminal.
-_KNOWN_C_NOTICES = ("compiler attribute 'settotalmass' is deprecated",)
+# A notice MuJoCo 4 gives when it compiles the -v5 models (their XML still uses an old
+# attribute); it says nothing about this project's runs. MuJoCo's own handler prints each notice
+# and appends it to MUJOCO_LOG.TXT in the working folder; make() hands them to Python instead.
+_KNOWN_MUJOCO_NOTICES = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+class MujocoWarning(UserWarning):
+    """A warning MuJoCo gave while an environment was made."""
 
 
 @contextlib.contextmanager
-def _without_known_c_notices():
-    """Capture what C code writes to file descriptor 2, and pass on all but the known notices."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            text = captured.read().decode(errors="replace")
-            kept = [
-                line
-                for line in text.splitlines()
-                if line.strip() and not any(n in line for n in _KNOWN_C_NOTICES)
-            ]
-            if kept:
-                print("\n".join(kept), file=sys.stderr)
+def _mujoco_notices_as_warnings():
+    """While making an env, turn MuJoCo's warnings into Python warnings, minus the known ones."""
+    try:
+        import mujoco
+    except ImportError:  # no MuJoCo: nothing to route
+        yield
+        return
+
+    def handler(message: str) -> None:
+        if not any(known in message for known in _KNOWN_MUJOCO_NOTICES):
+            warnings.warn(message, MujocoWarning, stacklevel=2)
+
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(handler)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
 
 
 def make(env_id: str, **kwargs) -> gym.Env:
     """``gymnasium.make`` with an error that names the closest registered ids."""
     try:
-        with _without_known_c_notices():
+        with _mujoco_notices_as_warnings():
             return gym.make(env_id, **kwargs)
     except (gym.error.NameNotFound, gym.error.VersionNotFound, gym.error.NamespaceNotFound):
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
