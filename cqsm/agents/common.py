@@ -6,12 +6,14 @@ updates from a replay batch, and saves its whole state. :func:`cqsm.train.train`
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cqsm.envs import EnvError
@@ -26,6 +28,11 @@ __all__ = [
     "ActionBox",
     "check_positive",
     "Saved",
+    "with_target",
+    "descend",
+    "fit_critic",
+    "bootstrapped",
+    "obs_dim",
 ]
 
 
@@ -155,3 +162,46 @@ class Saved:
     def load_policy_state_dict(self, state: dict) -> None:
         for k in self.POLICY_PARTS:
             getattr(self, k).load_state_dict(state[k])
+
+
+def obs_dim(env: gym.Env) -> int:
+    """The length of the env's (flattened) observation."""
+    return int(np.prod(env.observation_space.shape))
+
+
+def with_target(net: nn.Module, lr: float) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+    """``net``, a frozen copy of it to serve as its target network, and its Adam optimiser."""
+    target = copy.deepcopy(net).requires_grad_(False)
+    return net, target, torch.optim.Adam(net.parameters(), lr=lr, fused=True)
+
+
+def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip_norm=None) -> None:
+    """One optimiser step on ``loss``: clear the gradients, backpropagate, clip their norm to
+    ``clip_norm`` if given, step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_norm is not None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        nn.utils.clip_grad_norm_(params, clip_norm)
+    optimizer.step()
+
+
+def fit_critic(
+    critic: TwinCritic,
+    optimizer,
+    x: torch.Tensor,
+    a: torch.Tensor,
+    target: torch.Tensor,
+    clip_norm=None,
+) -> dict[str, float]:
+    """One regression step of both critics on a TD target; returns the loss and the mean ``Q_1``."""
+    q1, q2 = critic(x, a)
+    loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+    descend(optimizer, loss, clip_norm)
+    return {"critic_loss": loss.item(), "q": q1.mean().item()}
+
+
+def bootstrapped(batch: dict[str, torch.Tensor], value: torch.Tensor, gamma: float) -> torch.Tensor:
+    """The one-step target ``r + gamma (1 - terminated) value(x')`` of the discrete-time baselines
+    (a truncated transition keeps its future)."""
+    return batch["reward"] + (1 - batch["terminated"]) * gamma * value

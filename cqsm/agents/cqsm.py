@@ -28,16 +28,23 @@ Rewards are rates (their integral over a step is ``reward * base_dt``); ``lam``,
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from cqsm.agents.common import Saved, TwinCritic, as_batch, mlp, soft_update
+from cqsm.agents.common import (
+    Saved,
+    TwinCritic,
+    as_batch,
+    descend,
+    fit_critic,
+    mlp,
+    soft_update,
+    with_target,
+)
 from cqsm.envs import ActionDiffusionWrapper, EnvError
 from cqsm.settings import SettingsError
 
@@ -123,9 +130,9 @@ class CQSMAgent(Saved):
         self.discount = math.exp(-self.beta * self.dt)
         d = self.diffusion.d
         self.score_net = mlp(self.n + d, s.hidden, d)
-        self.critic = TwinCritic(self.n, d, s.hidden)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=s.critic_lr, fused=True)
+        self.critic, self.critic_target, self.critic_opt = with_target(
+            TwinCritic(self.n, d, s.hidden), s.critic_lr
+        )
         self.score_opt = torch.optim.Adam(self.score_net.parameters(), lr=s.score_lr, fused=True)
         self.updates = 0
 
@@ -157,14 +164,8 @@ class CQSMAgent(Saved):
         x, a_prev = obs[:, :n], obs[:, n:]  # (x_k, a_{k-1}): what the score saw; a_k applied
 
         # Critic: regress both critics on the TD target.
-        target = self.td_target(batch)
-        q1, q2 = self.critic(x, a)
-        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
+        info = fit_critic(self.critic, self.critic_opt, x, a, self.td_target(batch))
         self.updates += 1
-        info = {"critic_loss": critic_loss.item(), "q": q1.mean().item()}
         if self.updates % s.score_every:
             return info
 
@@ -182,9 +183,7 @@ class CQSMAgent(Saved):
             score_loss = (psi - target_psi).square().sum(-1).mean()
             if s.actor == "scale_free":
                 score_loss = score_loss / target_psi.square().sum(-1).mean().clamp_min(1e-12)
-        self.score_opt.zero_grad(set_to_none=True)
-        score_loss.backward()
-        self.score_opt.step()
+        descend(self.score_opt, score_loss)
         soft_update(self.critic_target, self.critic, s.tau)
         with torch.no_grad():
             info["score_loss"] = score_loss.item()

@@ -22,7 +22,6 @@ offline epochs).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -36,9 +35,14 @@ from cqsm.agents.common import (
     Saved,
     TwinCritic,
     as_batch,
+    bootstrapped,
     check_positive,
+    descend,
+    fit_critic,
     mlp,
+    obs_dim,
     soft_update,
+    with_target,
 )
 from cqsm.agents.ddpm import DDPM, Denoiser
 
@@ -114,14 +118,14 @@ class DiffusionQLAgent(Saved):
     def __init__(self, settings: DiffusionQLSettings, env: gym.Env):
         self.settings = s = settings
         self.box = ActionBox(env.action_space, "Diffusion-QL")
-        n, d = int(np.prod(env.observation_space.shape)), self.box.d
+        n, d = obs_dim(env), self.box.d
         self.ddpm = DDPM(s.T, d)
-        self.actor = Denoiser(n, d, s.hidden)
-        self.ema_actor = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = MishTwinCritic(n, d, s.hidden)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=s.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=s.critic_lr, fused=True)
+        self.actor, self.ema_actor, self.actor_opt = with_target(
+            Denoiser(n, d, s.hidden), s.actor_lr
+        )
+        self.critic, self.critic_target, self.critic_opt = with_target(
+            MishTwinCritic(n, d, s.hidden), s.critic_lr
+        )
         self.updates = 0
 
     @torch.no_grad()
@@ -143,13 +147,8 @@ class DiffusionQLAgent(Saved):
         with torch.no_grad():
             a_next = box.to_env(self.ddpm.sample(self.ema_actor, batch["next_obs"]))
             q_next = torch.min(*self.critic_target(batch["next_obs"], a_next))
-            target = batch["reward"] + (1 - batch["terminated"]) * s.gamma * q_next
-        q1, q2 = self.critic(x, a)
-        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        nn.utils.clip_grad_norm_(self.critic.parameters(), s.grad_norm)
-        self.critic_opt.step()
+            target = bootstrapped(batch, q_next, s.gamma)
+        info = fit_critic(self.critic, self.critic_opt, x, a, target, clip_norm=s.grad_norm)
 
         # Actor: behaviour cloning by the diffusion loss, plus the normalised Q term.
         u0 = box.to_unit(a)
@@ -159,19 +158,10 @@ class DiffusionQLAgent(Saved):
         q_new = self.critic(x, box.to_env(self.ddpm.sample(self.actor, x)))
         i = int(torch.randint(0, 2, ()).item())  # which critic leads, at random
         q_loss = -q_new[i].mean() / q_new[1 - i].abs().mean().detach()
-        actor_loss = bc_loss + s.eta * q_loss
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        nn.utils.clip_grad_norm_(self.actor.parameters(), s.grad_norm)
-        self.actor_opt.step()
+        descend(self.actor_opt, bc_loss + s.eta * q_loss, clip_norm=s.grad_norm)
 
         self.updates += 1
         if self.updates % s.ema_every == 0 and self.updates >= s.ema_start:
             soft_update(self.ema_actor, self.actor, 1 - s.ema_decay)
         soft_update(self.critic_target, self.critic, s.tau)
-        return {
-            "critic_loss": critic_loss.item(),
-            "q": q1.mean().item(),
-            "bc_loss": bc_loss.item(),
-            "q_loss": q_loss.item(),
-        }
+        return info | {"bc_loss": bc_loss.item(), "q_loss": q_loss.item()}

@@ -19,7 +19,6 @@ Mish layers, 256x256 critics, learning rates 3e-4 and a 10k-step random warm-up.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -32,8 +31,13 @@ from cqsm.agents.common import (
     Saved,
     TwinCritic,
     as_batch,
+    bootstrapped,
     check_positive,
+    descend,
+    fit_critic,
+    obs_dim,
     soft_update,
+    with_target,
 )
 from cqsm.agents.ddpm import DDPM, Denoiser
 
@@ -86,13 +90,13 @@ class QSMAgent(Saved):
     def __init__(self, settings: QSMSettings, env: gym.Env):
         self.settings = s = settings
         self.box = ActionBox(env.action_space, "QSM")
-        n, d = int(np.prod(env.observation_space.shape)), self.box.d
+        n, d = obs_dim(env), self.box.d
         self.ddpm = DDPM(s.T, d)
         self.actor = Denoiser(n, d, s.hidden, t_dim=64, t_hidden=(128,), t_out=128)
-        self.critic = TwinCritic(n, d, s.critic_hidden)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=s.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=s.critic_lr, fused=True)
+        self.critic, self.critic_target, self.critic_opt = with_target(
+            TwinCritic(n, d, s.critic_hidden), s.critic_lr
+        )
         self.updates = 0
 
     def sample(self, x: torch.Tensor, noise: float = 0.0) -> torch.Tensor:
@@ -124,21 +128,10 @@ class QSMAgent(Saved):
         with torch.no_grad():
             a_next = box.to_env(self.sample(batch["next_obs"], s.target_noise))
             q_next = torch.min(*self.critic_target(batch["next_obs"], a_next))
-            target = batch["reward"] + (1 - batch["terminated"]) * s.gamma * q_next
-        q1, q2 = self.critic(x, a)
-        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
-
+            target = bootstrapped(batch, q_next, s.gamma)
+        info = fit_critic(self.critic, self.critic_opt, x, a, target)
         score_loss = self.score_loss(x, box.to_unit(a))
-        self.actor_opt.zero_grad(set_to_none=True)
-        score_loss.backward()
-        self.actor_opt.step()
+        descend(self.actor_opt, score_loss)
         self.updates += 1
         soft_update(self.critic_target, self.critic, s.tau)
-        return {
-            "critic_loss": critic_loss.item(),
-            "q": q1.mean().item(),
-            "score_loss": score_loss.item(),
-        }
+        return info | {"score_loss": score_loss.item()}

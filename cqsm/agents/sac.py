@@ -14,23 +14,26 @@ Evaluation acts with the mean action ``center + half * tanh(m(x))``.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cqsm.agents.common import (
     ActionBox,
     Saved,
     TwinCritic,
     as_batch,
+    bootstrapped,
     check_positive,
+    descend,
+    fit_critic,
     mlp,
+    obs_dim,
     soft_update,
+    with_target,
 )
 
 __all__ = ["SACSettings", "SACAgent"]
@@ -80,12 +83,12 @@ class SACAgent(Saved):
     def __init__(self, settings: SACSettings, env: gym.Env):
         self.settings = s = settings
         self.box = ActionBox(env.action_space, "SAC")
-        n, d = int(np.prod(env.observation_space.shape)), self.box.d
+        n, d = obs_dim(env), self.box.d
         self.actor = mlp(n, s.hidden, 2 * d)
-        self.critic = TwinCritic(n, d, s.hidden)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=s.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=s.critic_lr, fused=True)
+        self.critic, self.critic_target, self.critic_opt = with_target(
+            TwinCritic(n, d, s.hidden), s.critic_lr
+        )
         self.log_alpha = torch.nn.Parameter(torch.tensor(math.log(s.alpha)))
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=s.critic_lr)
         self.target_entropy = -float(d) if s.target_entropy is None else s.target_entropy
@@ -125,27 +128,17 @@ class SACAgent(Saved):
             a_next, log_pi_next, _ = self.sample(batch["next_obs"])
             q_next = torch.min(*self.critic_target(batch["next_obs"], a_next))
             soft = q_next - alpha * log_pi_next
-            target = batch["reward"] + (1 - batch["terminated"]) * s.gamma * soft
-        q1, q2 = self.critic(x, a)
-        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
+            target = bootstrapped(batch, soft, s.gamma)
+        info = fit_critic(self.critic, self.critic_opt, x, a, target)
         self.updates += 1
-        info = {"critic_loss": critic_loss.item(), "q": q1.mean().item()}
         if self.updates % s.policy_delay == 0:
             for _ in range(s.policy_delay):  # as many actor updates as critic updates
                 a_pi, log_pi, _ = self.sample(x)
                 actor_loss = (alpha * log_pi - torch.min(*self.critic(x, a_pi))).mean()
-                self.actor_opt.zero_grad(set_to_none=True)
-                actor_loss.backward()
-                self.actor_opt.step()
+                descend(self.actor_opt, actor_loss)
                 if s.autotune:
                     entropy_gap = (-log_pi.detach() - self.target_entropy).mean()
-                    alpha_loss = self.log_alpha.exp() * entropy_gap
-                    self.alpha_opt.zero_grad(set_to_none=True)
-                    alpha_loss.backward()
-                    self.alpha_opt.step()
+                    descend(self.alpha_opt, self.log_alpha.exp() * entropy_gap)
                     alpha = self.log_alpha.exp().item()
             info |= {"actor_loss": actor_loss.item(), "entropy": -log_pi.mean().item()}
         soft_update(self.critic_target, self.critic, s.tau)

@@ -16,22 +16,25 @@ the warm-up per task is in :data:`cqsm.presets.TASKS`.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cqsm.agents.common import (
     ActionBox,
     Saved,
     TwinCritic,
     as_batch,
+    bootstrapped,
     check_positive,
+    descend,
+    fit_critic,
     mlp,
+    obs_dim,
     soft_update,
+    with_target,
 )
 
 __all__ = ["TD3Settings", "TD3Agent"]
@@ -80,13 +83,11 @@ class TD3Agent(Saved):
     def __init__(self, settings: TD3Settings, env: gym.Env):
         self.settings = s = settings
         self.box = ActionBox(env.action_space, "TD3")
-        n, d = int(np.prod(env.observation_space.shape)), self.box.d
-        self.actor = mlp(n, s.hidden, d)
-        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = TwinCritic(n, d, s.hidden)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=s.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=s.critic_lr, fused=True)
+        n, d = obs_dim(env), self.box.d
+        self.actor, self.actor_target, self.actor_opt = with_target(mlp(n, s.hidden, d), s.actor_lr)
+        self.critic, self.critic_target, self.critic_opt = with_target(
+            TwinCritic(n, d, s.hidden), s.critic_lr
+        )
         self.updates = 0
 
     def policy(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
@@ -107,19 +108,12 @@ class TD3Agent(Saved):
             noise = (s.policy_noise * torch.randn_like(a)).clamp(-s.noise_clip, s.noise_clip)
             a_next = box.clip(self.policy(batch["next_obs"], target=True) + noise * box.half)
             q_next = torch.min(*self.critic_target(batch["next_obs"], a_next))
-            target = batch["reward"] + (1 - batch["terminated"]) * s.gamma * q_next
-        q1, q2 = self.critic(x, a)
-        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
+            target = bootstrapped(batch, q_next, s.gamma)
+        info = fit_critic(self.critic, self.critic_opt, x, a, target)
         self.updates += 1
-        info = {"critic_loss": critic_loss.item(), "q": q1.mean().item()}
         if self.updates % s.policy_delay == 0:
             actor_loss = -self.critic.first(x, self.policy(x)).mean()
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_opt.step()
+            descend(self.actor_opt, actor_loss)
             soft_update(self.critic_target, self.critic, s.tau)
             soft_update(self.actor_target, self.actor, s.tau)
             info["actor_loss"] = actor_loss.item()
