@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from cqsm import results
 from cqsm.agents import ALGOS
 from cqsm.replay import ReplayBuffer
-from cqsm.settings import SettingsError
+from cqsm.settings import SettingsError, check_positive
 from cqsm.train import TrainSettings, make_agent, make_env
 
 __all__ = ["BenchSettings", "measure", "bench", "summarise", "markdown"]
@@ -69,12 +69,7 @@ class BenchSettings:
         unknown = [a for a in self.algos if a not in ALGOS]
         if unknown:
             raise SettingsError(f"Unknown algorithms {unknown}; choose from {sorted(ALGOS)}.")
-        for name in ("repeats", "steps", "fill", "calls", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise SettingsError(
-                    f"BenchSettings.{name} must be a positive integer; got {value!r}."
-                )
+        check_positive(self, "repeats", "steps", "fill", "calls", "batch_size", integer=True)
         if self.fill < self.batch_size:
             raise SettingsError(
                 f"BenchSettings.fill ({self.fill}) must be at least batch_size ({self.batch_size})."

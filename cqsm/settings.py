@@ -11,15 +11,40 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import math
+import numbers
 import textwrap
 import types
 import typing
 
-__all__ = ["SettingsError", "field_docs", "settings_table", "add_arguments", "given"]
+__all__ = [
+    "SettingsError",
+    "check_positive",
+    "field_docs",
+    "settings_table",
+    "add_arguments",
+    "given",
+]
 
 
 class SettingsError(ValueError):
     """A setting out of its range, or unknown: says which, what it must be, what was given."""
+
+
+def check_positive(settings, *names: str, integer: bool = False) -> None:
+    """Raise a :class:`SettingsError` unless every named field of ``settings`` is a positive
+    (finite) number, or with ``integer=True`` a positive integer; the message names the field."""
+    for name in names:
+        value = getattr(settings, name)
+        if integer:
+            ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+        else:
+            ok = isinstance(value, numbers.Real) and math.isfinite(value) and value > 0
+        if not ok:
+            kind = "integer" if integer else "number"
+            raise SettingsError(
+                f"{type(settings).__name__}.{name} must be a positive {kind}; got {value!r}."
+            )
 
 
 def field_docs(cls) -> dict[str, str]:

@@ -30,7 +30,7 @@ from cqsm.agents import agent_class
 from cqsm.evaluation import evaluate
 from cqsm.presets import TASKS
 from cqsm.replay import ReplayBuffer
-from cqsm.settings import SettingsError
+from cqsm.settings import SettingsError, check_positive
 
 __all__ = ["TrainSettings", "TrainResult", "TrainingDiverged", "train", "make_env", "make_agent"]
 
@@ -93,7 +93,8 @@ class TrainSettings:
     """the algorithm's settings dataclass (None: its defaults with the task's overrides)"""
 
     def __post_init__(self):
-        for name in (
+        check_positive(
+            self,
             "total_steps",
             "batch_size",
             "buffer_size",
@@ -102,12 +103,8 @@ class TrainSettings:
             "checkpoint_every",
             "action_repeat",
             "torch_threads",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise SettingsError(
-                    f"TrainSettings.{name} must be a positive integer; got {value!r}."
-                )
+            integer=True,
+        )
         if self.learning_starts < 0:
             raise SettingsError(
                 f"TrainSettings.learning_starts must be >= 0; got {self.learning_starts}."

@@ -7,7 +7,6 @@ updates from a replay batch, and saves its whole state. :func:`cqsm.train.train`
 from __future__ import annotations
 
 import copy
-import math
 from typing import Protocol
 
 import gymnasium as gym
@@ -17,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from cqsm.envs import EnvError
-from cqsm.settings import SettingsError
 
 __all__ = [
     "Agent",
@@ -26,7 +24,6 @@ __all__ = [
     "soft_update",
     "as_batch",
     "ActionBox",
-    "check_positive",
     "Saved",
     "with_target",
     "descend",
@@ -127,16 +124,6 @@ class ActionBox:
 
     def clip(self, a: torch.Tensor) -> torch.Tensor:
         return torch.clamp(a, self.low, self.high)
-
-
-def check_positive(settings, *names: str) -> None:
-    """Raise a :class:`~cqsm.settings.SettingsError` unless every named setting is positive."""
-    for name in names:
-        value = getattr(settings, name)
-        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-            raise SettingsError(
-                f"{type(settings).__name__}.{name} must be a positive number; got {value!r}."
-            )
 
 
 class Saved:

@@ -46,7 +46,7 @@ from cqsm.agents.common import (
     with_target,
 )
 from cqsm.envs import ActionDiffusionWrapper, EnvError
-from cqsm.settings import SettingsError
+from cqsm.settings import SettingsError, check_positive
 
 __all__ = ["CQSMSettings", "CQSMAgent", "ACTOR_FORMS"]
 
@@ -81,20 +81,14 @@ class CQSMSettings:
     """update the score once every this many critic updates"""
 
     def __post_init__(self):
-        for name in ("lam", "critic_lr", "score_lr", "tau"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise SettingsError(
-                    f"CQSMSettings.{name} must be a positive number; got {value!r}."
-                )
+        check_positive(self, "lam", "critic_lr", "score_lr", "tau")
         if self.beta is not None and not (math.isfinite(self.beta) and self.beta > 0):
             raise SettingsError(
                 f"CQSMSettings.beta must be a positive rate per second; got {self.beta!r}."
             )
         if self.actor not in ACTOR_FORMS:
             raise SettingsError(f"Unknown actor form {self.actor!r}; choose one of {ACTOR_FORMS}.")
-        if self.score_every < 1:
-            raise SettingsError(f"CQSMSettings.score_every must be >= 1; got {self.score_every}.")
+        check_positive(self, "score_every", integer=True)
         self.hidden = tuple(int(h) for h in self.hidden)
 
 

@@ -36,7 +36,6 @@ from cqsm.agents.common import (
     TwinCritic,
     as_batch,
     bootstrapped,
-    check_positive,
     descend,
     fit_critic,
     mlp,
@@ -45,6 +44,7 @@ from cqsm.agents.common import (
     with_target,
 )
 from cqsm.agents.ddpm import DDPM, Denoiser
+from cqsm.settings import check_positive
 
 __all__ = ["DiffusionQLSettings", "DiffusionQLAgent", "MishTwinCritic"]
 
@@ -81,17 +81,8 @@ class DiffusionQLSettings:
     """Gaussian exploration noise added when training, in half-widths of the box (online only)"""
 
     def __post_init__(self):
-        check_positive(
-            self,
-            "gamma",
-            "T",
-            "actor_lr",
-            "critic_lr",
-            "grad_norm",
-            "tau",
-            "ema_every",
-            "n_candidates",
-        )
+        check_positive(self, "gamma", "actor_lr", "critic_lr", "grad_norm", "tau", "ema_decay")
+        check_positive(self, "T", "ema_every", "n_candidates", integer=True)
         self.hidden = tuple(int(h) for h in self.hidden)
 
 

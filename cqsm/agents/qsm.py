@@ -32,7 +32,6 @@ from cqsm.agents.common import (
     TwinCritic,
     as_batch,
     bootstrapped,
-    check_positive,
     descend,
     fit_critic,
     obs_dim,
@@ -40,6 +39,7 @@ from cqsm.agents.common import (
     with_target,
 )
 from cqsm.agents.ddpm import DDPM, Denoiser
+from cqsm.settings import check_positive
 
 __all__ = ["QSMSettings", "QSMAgent"]
 
@@ -70,7 +70,8 @@ class QSMSettings:
     """Gaussian noise added to the TD target's next action"""
 
     def __post_init__(self):
-        check_positive(self, "M_q", "gamma", "T", "actor_lr", "critic_lr", "tau")
+        check_positive(self, "M_q", "gamma", "actor_lr", "critic_lr", "tau")
+        check_positive(self, "T", integer=True)
         self.hidden = tuple(int(h) for h in self.hidden)
         self.critic_hidden = tuple(int(h) for h in self.critic_hidden)
 

@@ -27,7 +27,6 @@ from cqsm.agents.common import (
     TwinCritic,
     as_batch,
     bootstrapped,
-    check_positive,
     descend,
     fit_critic,
     mlp,
@@ -35,6 +34,7 @@ from cqsm.agents.common import (
     soft_update,
     with_target,
 )
+from cqsm.settings import check_positive
 
 __all__ = ["SACSettings", "SACAgent"]
 
@@ -65,7 +65,8 @@ class SACSettings:
     """entropy the temperature aims for, nats (None: -dim(A))"""
 
     def __post_init__(self):
-        check_positive(self, "gamma", "actor_lr", "critic_lr", "tau", "policy_delay", "alpha")
+        check_positive(self, "gamma", "actor_lr", "critic_lr", "tau", "alpha")
+        check_positive(self, "policy_delay", integer=True)
         self.hidden = tuple(int(h) for h in self.hidden)
 
 

@@ -28,7 +28,6 @@ from cqsm.agents.common import (
     TwinCritic,
     as_batch,
     bootstrapped,
-    check_positive,
     descend,
     fit_critic,
     mlp,
@@ -36,6 +35,7 @@ from cqsm.agents.common import (
     soft_update,
     with_target,
 )
+from cqsm.settings import check_positive
 
 __all__ = ["TD3Settings", "TD3Agent"]
 
@@ -64,7 +64,8 @@ class TD3Settings:
     """critic updates per actor (and target network) update"""
 
     def __post_init__(self):
-        check_positive(self, "gamma", "actor_lr", "critic_lr", "tau", "policy_delay")
+        check_positive(self, "gamma", "actor_lr", "critic_lr", "tau")
+        check_positive(self, "policy_delay", integer=True)
         self.hidden = tuple(int(h) for h in self.hidden)
 
 
