@@ -145,7 +145,8 @@ def learning_curves(ax, rows: pd.DataFrame, y: str = "eval_return", hue: str = "
     """
     for name, group in rows.groupby(hue, sort=False):
         stats = group.groupby("step")[y].agg(["mean", "std", "count"]).reset_index()
-        label = f"{name} ({stats['count'].max()} seeds)"
+        seeds = stats["count"].max()
+        label = f"{name} ({seeds} seed{'s' if seeds != 1 else ''})"
         ax.plot(stats["step"], stats["mean"], color=color(str(name)), label=label)
         ax.fill_between(
             stats["step"],
@@ -155,6 +156,8 @@ def learning_curves(ax, rows: pd.DataFrame, y: str = "eval_return", hue: str = "
             alpha=0.2,
             lw=0,
         )
+    if rows.empty:
+        ax.text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("environment steps")
 
 
