@@ -213,3 +213,16 @@ def test_smoke_mujoco(tmp_path, algo, env_id):
     assert np.isfinite(result.rows[["eval_return", "critic_loss", "q"]].to_numpy()).all()
     env = make_env(settings, explore=False)
     assert make_agent(settings, env).box.d == env.action_space.shape[0]
+
+
+@pytest.mark.parametrize("algo", BASELINES)
+def test_a_saved_policy_acts_as_the_trained_agent(tmp_path, algo):
+    from cqsm.evaluation import load_run
+
+    result = train(small(tmp_path, algo, total_steps=200, learning_starts=100, eval_every=200))
+    _, env, agent = load_run(result.run_dir)
+    obs, _ = env.reset(seed=0)
+    torch.manual_seed(3)
+    mine = agent.act(obs, explore=False)
+    torch.manual_seed(3)
+    np.testing.assert_array_equal(mine, result.agent.act(obs, explore=False))
