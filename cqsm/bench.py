@@ -18,7 +18,8 @@ then times
 One torch thread in this process. The tidy rows go to ``<out>/results.csv`` and the summary
 (median and range over repeats, and CQSM's ratios to the others) to ``<out>/summary.csv``, both
 with ``provenance.json``; every file is written atomically, after every measurement, and a bench
-run that was interrupted continues where it stopped when run again with the same settings.
+run that was interrupted continues where it stopped when run again with the same settings
+(``fresh=True`` measures everything again).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class BenchSettings:
     """folder of results.csv, summary.csv and provenance.json"""
     progress: bool = True
     """show a progress bar"""
+    fresh: bool = False
+    """discard the measurements already in out and measure everything again"""
 
     def __post_init__(self):
         self.algos, self.envs = tuple(self.algos), tuple(self.envs)
@@ -135,16 +138,15 @@ def bench(settings: BenchSettings) -> pd.DataFrame:
     torch.set_num_threads(1)
     out = Path(settings.out)
     saved_settings = out / "settings.json"
-    mine = results.plain(settings) | {"progress": None, "out": None}
-    if saved_settings.exists():
-        theirs = results.read_json(saved_settings) | {"progress": None, "out": None}
-        if theirs != mine:
+    free = {"progress": None, "out": None, "fresh": None}
+    if saved_settings.exists() and not settings.fresh:
+        if results.read_json(saved_settings) | free != results.plain(settings) | free:
             raise results.RunError(
-                f"{out} holds a benchmark with other settings; choose another out folder or "
-                "remove it."
+                f"{out} holds a benchmark with other settings; measure again with fresh=True "
+                "(--fresh), or choose another out folder."
             )
     results.write_json(saved_settings, settings)
-    rows = results.read_rows(out / "results.csv")
+    rows = [] if settings.fresh else results.read_rows(out / "results.csv")
     done = {(r["repeat"], r["algo"], r["env"]) for r in rows}
     pairs = [(a, e) for e in settings.envs for a in settings.algos]
     plan = [
@@ -153,6 +155,8 @@ def bench(settings: BenchSettings) -> pd.DataFrame:
         for i in range(len(pairs))
     ]
     where = results.provenance(torch_threads=1)
+    if len(done) == len(plan) and not settings.fresh:
+        print(f"bench: all {len(plan)} measurements are already in {out}; --fresh measures again")
     for repeat, algo, env_id in tqdm(plan, disable=not settings.progress, desc="bench"):
         if (repeat, algo, env_id) in done:
             continue

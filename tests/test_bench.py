@@ -56,6 +56,9 @@ def test_an_interrupted_bench_resumes_without_measuring_again(tmp_path, monkeypa
     assert len(calls) == 7 and len(pd.read_csv(tmp_path / "bench" / "results.csv")) == 10
     with pytest.raises(results.RunError, match="other settings"):
         bench(small(tmp_path, steps=4))
+    calls.clear()
+    bench(small(tmp_path, steps=4, fresh=True))  # measures all again, with the new settings
+    assert len(calls) == 10 and len(pd.read_csv(tmp_path / "bench" / "results.csv")) == 10
 
 
 def test_summary_ratios_and_table():
