@@ -193,7 +193,9 @@ def test_train_cli_offers_each_algorithm_settings(tmp_path, capsys):
 
 
 def test_published_loop_defaults_and_task_overrides():
-    assert TrainSettings.for_task("Walker2d-v5", algo="td3").learning_starts == 25_000
+    assert TrainSettings.for_task("Walker2d-v5", algo="td3").learning_starts == 1_000
+    assert TrainSettings.for_task("Walker2d-v5", algo="td3").batch_size == 100
+    assert TrainSettings.for_task("Walker2d-v5", algo="sac").batch_size == 256
     assert TrainSettings.for_task("HalfCheetah-v5", algo="td3").learning_starts == 10_000
     assert TrainSettings.for_task("Hopper-v5", algo="td3").learning_starts == 1_000
     assert TrainSettings.for_task("Hopper-v5", algo="sac").learning_starts == 5_000
