@@ -138,9 +138,9 @@ def bench(settings: BenchSettings) -> pd.DataFrame:
     torch.set_num_threads(1)
     out = Path(settings.out)
     saved_settings = out / "settings.json"
-    free = {"progress": None, "out": None, "fresh": None}
     if saved_settings.exists() and not settings.fresh:
-        if results.read_json(saved_settings) | free != results.plain(settings) | free:
+        saved = results.read_json(saved_settings)
+        if results.changed_settings(saved, settings, free={"progress", "out", "fresh"}):
             raise results.RunError(
                 f"{out} holds a benchmark with other settings; measure again with fresh=True "
                 "(--fresh), or choose another out folder."

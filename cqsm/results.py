@@ -31,6 +31,7 @@ __all__ = [
     "RunError",
     "run_name",
     "plain",
+    "changed_settings",
     "write_json",
     "read_json",
     "write_rows",
@@ -96,6 +97,13 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     frame = pd.DataFrame(rows)
     columns = [c for c in ROW_KEYS if c in frame] + [c for c in frame if c not in ROW_KEYS]
     atomic_write(path, lambda tmp: frame[columns].to_csv(tmp, index=False))
+
+
+def changed_settings(saved: dict, mine, free=()) -> list[str]:
+    """The settings of ``mine`` (a dataclass) that differ from ``saved`` (its settings.json),
+    leaving out the ``free`` ones (which may change between a run and its continuation)."""
+    current = plain(mine)
+    return [k for k in current if k not in free and saved.get(k) != current[k]]
 
 
 def read_rows(path: Path) -> list[dict]:

@@ -182,10 +182,9 @@ def _check_settings(run_dir: Path, settings: TrainSettings, resume: bool) -> Non
             f"{run_dir} already holds a run. Continue it with resume=True (--resume), or choose "
             "another out folder or seed."
         )
-    saved = results.read_json(saved_path)
-    mine = results.plain(settings)
+    saved, mine = results.read_json(saved_path), results.plain(settings)
     free = {"total_steps", "resume", "progress", "tensorboard", "out"}
-    differ = [k for k in mine if k not in free and saved.get(k) != mine[k]]
+    differ = results.changed_settings(saved, settings, free)
     if differ:
         detail = "; ".join(f"{k}: saved {saved.get(k)!r}, now {mine[k]!r}" for k in differ)
         raise results.RunError(f"Cannot resume {run_dir} with different settings ({detail}).")

@@ -30,6 +30,7 @@ __all__ = [
     "fit_critic",
     "bootstrapped",
     "obs_dim",
+    "unwrapped",
 ]
 
 
@@ -192,3 +193,8 @@ def bootstrapped(batch: dict[str, torch.Tensor], value: torch.Tensor, gamma: flo
     """The one-step target ``r + gamma (1 - terminated) value(x')`` of the discrete-time baselines
     (a truncated transition keeps its future)."""
     return batch["reward"] + (1 - batch["terminated"]) * gamma * value
+
+
+def unwrapped(env: gym.Env, settings, explore: bool, action_repeat: int = 1) -> gym.Env:
+    """The ``wrap`` of agents that act in the env as it is (every baseline)."""
+    return env

@@ -41,6 +41,7 @@ from cqsm.agents.common import (
     mlp,
     obs_dim,
     soft_update,
+    unwrapped,
     with_target,
 )
 from cqsm.agents.ddpm import DDPM, Denoiser
@@ -102,9 +103,7 @@ class DiffusionQLAgent(Saved):
     PARTS = ("actor", "ema_actor", "critic", "critic_target", "actor_opt", "critic_opt")
     POLICY_PARTS = ("actor", "critic_target")  # acting ranks candidates by the target critic
 
-    @staticmethod
-    def wrap(env: gym.Env, settings: DiffusionQLSettings, explore: bool, action_repeat: int = 1):
-        return env
+    wrap = staticmethod(unwrapped)
 
     def __init__(self, settings: DiffusionQLSettings, env: gym.Env):
         self.settings = s = settings

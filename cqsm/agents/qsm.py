@@ -36,6 +36,7 @@ from cqsm.agents.common import (
     fit_critic,
     obs_dim,
     soft_update,
+    unwrapped,
     with_target,
 )
 from cqsm.agents.ddpm import DDPM, Denoiser
@@ -84,9 +85,7 @@ class QSMAgent(Saved):
     POLICY_PARTS = ("actor",)
     TRAIN_DEFAULTS = {"learning_starts": 10_000}  # the reference code's warm-up
 
-    @staticmethod
-    def wrap(env: gym.Env, settings: QSMSettings, explore: bool, action_repeat: int = 1):
-        return env
+    wrap = staticmethod(unwrapped)
 
     def __init__(self, settings: QSMSettings, env: gym.Env):
         self.settings = s = settings

@@ -32,6 +32,7 @@ from cqsm.agents.common import (
     mlp,
     obs_dim,
     soft_update,
+    unwrapped,
     with_target,
 )
 from cqsm.settings import check_positive
@@ -77,9 +78,7 @@ class SACAgent(Saved):
     PARTS = ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "alpha_opt")
     POLICY_PARTS = ("actor",)
 
-    @staticmethod
-    def wrap(env: gym.Env, settings: SACSettings, explore: bool, action_repeat: int = 1):
-        return env
+    wrap = staticmethod(unwrapped)
 
     def __init__(self, settings: SACSettings, env: gym.Env):
         self.settings = s = settings

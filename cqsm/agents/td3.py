@@ -35,6 +35,7 @@ from cqsm.agents.common import (
     mlp,
     obs_dim,
     soft_update,
+    unwrapped,
     with_target,
 )
 from cqsm.settings import check_positive
@@ -79,9 +80,7 @@ class TD3Agent(Saved):
     POLICY_PARTS = ("actor",)
     TRAIN_DEFAULTS = {"learning_starts": 1_000, "batch_size": 100}  # the paper's; see TASKS
 
-    @staticmethod
-    def wrap(env: gym.Env, settings: TD3Settings, explore: bool, action_repeat: int = 1):
-        return env
+    wrap = staticmethod(unwrapped)
 
     def __init__(self, settings: TD3Settings, env: gym.Env):
         self.settings = s = settings
