@@ -66,7 +66,7 @@ class CQSMSettings:
     rate_scale: float | None = None
     """largest score value, action units per second (None: ten box widths per second)"""
     boundary: str = "reflect"
-    """keeping the action in its box: 'reflect' or 'squash' (an unbounded latent action)"""
+    """keeping the action in its box: 'reflect', 'project' or 'squash' (an unbounded latent)"""
     actor: str = "score_matching"
     """score update: 'score_matching', 'scale_free' or 'feynman_kac' (the policy-gradient twin)"""
     hidden: tuple[int, ...] = (256, 256)
@@ -167,9 +167,9 @@ class CQSMAgent(Saved):
         psi = self.score(obs)
         a_hat = self.diffusion.mean_move(a_prev, psi)
         if s.actor == "feynman_kac":
+            a_hat.retain_grad()  # its gradient is -grad_a Q_phi1 / (batch dt): a diagnostic
             q_hat = self.critic.first(x, a_hat)
             score_loss = -(q_hat / dt - 0.5 * s.lam * psi.square().sum(-1)).mean()
-            grad_a = None
         else:
             a_hat = a_hat.detach().requires_grad_(True)
             grad_a = torch.autograd.grad(self.critic.first(x, a_hat).sum(), a_hat)[0]
@@ -180,9 +180,13 @@ class CQSMAgent(Saved):
         descend(self.score_opt, score_loss)
         soft_update(self.critic_target, self.critic, s.tau)
         with torch.no_grad():
+            if s.actor == "feynman_kac":
+                grad_a = -a_hat.grad * (x.shape[0] * dt)
             info["score_loss"] = score_loss.item()
             info["score_rms"] = psi.square().mean().sqrt().item()
             info["score_saturated"] = (psi.abs() > 0.95 * self.rate_scale).float().mean().item()
-            if grad_a is not None:
-                info["grad_a_q"] = grad_a.norm(dim=-1).mean().item()
+            info["grad_a_q"] = grad_a.norm(dim=-1).mean().item()
+            # how far the replayed actions are from the current score's noiseless move, per
+            # coordinate (exploration alone gives about sigma_a sqrt(dt))
+            info["replay_gap"] = (a - a_hat).square().mean().sqrt().item()
         return info

@@ -21,7 +21,7 @@ import torch
 
 __all__ = ["ActionDiffusion", "ActionDiffusionWrapper", "BOUNDARIES", "EnvError"]
 
-BOUNDARIES = ("reflect", "squash")
+BOUNDARIES = ("reflect", "project", "squash")
 
 
 class EnvError(ValueError):
@@ -44,11 +44,15 @@ def _where(mask, x, y):
 class ActionDiffusion:
     """The Euler step of ``da = Psi dt + sigma_a dB`` kept in the box ``[low, high]``.
 
-    ``boundary="reflect"``: ``a`` lives in the box and is reflected at its faces (the reflected
-    diffusion); the state variable is the applied action. ``boundary="squash"``: the state variable
-    is an unbounded latent ``u`` and the env applies ``low + (high - low)(1 + tanh u)/2``. A box
-    with infinite faces (the LQ env) makes both boundaries the identity. Works on numpy arrays and
-    on torch tensors alike, so the wrapper and the agent's TD target use the same step.
+    ``boundary="reflect"``: ``a`` lives in the box and an Euler step that leaves it is mirrored
+    at the face it crossed. ``boundary="project"``: a step that leaves the box ends on its nearest
+    point (the projected Euler scheme). Both are Euler schemes of the same reflected diffusion and
+    agree as ``dt -> 0``; they differ when a step is a sizeable part of the box: a score pushing
+    out of the box holds the projected action at the face, while the mirrored one bounces back
+    inside. For both the state variable is the applied action. ``boundary="squash"``: the state
+    variable is an unbounded latent ``u`` and the env applies ``low + (high - low)(1 + tanh u)/2``.
+    A box with infinite faces (the LQ env) makes every boundary the identity. Works on numpy
+    arrays and on torch tensors alike, so the wrapper and the agent's TD target use the same step.
     """
 
     low: np.ndarray
@@ -96,7 +100,7 @@ class ActionDiffusion:
         """The action in force before the first step: the box centre (zero where unbounded)."""
         lo, hi, mask = self._bounds(self.low)
         centre = np.where(mask, 0.5 * (lo + hi), 0.0)
-        return centre if self.boundary == "reflect" else np.zeros(self.d)
+        return np.zeros(self.d) if self.boundary == "squash" else centre
 
     def _bounds(self, like):
         """:attr:`_finite` as arrays like ``like`` (torch tensors made once per dtype)."""
@@ -112,17 +116,21 @@ class ActionDiffusion:
         return self._torch_finite[like.dtype]
 
     def keep(self, a):
-        """The boundary map: reflect into the box, or (squash) leave the latent unbounded."""
+        """The boundary map: reflect or project into the box, or (squash) leave the latent
+        unbounded."""
         if self.boundary == "squash":
             return a
         lo, hi, mask = self._bounds(a)
+        if self.boundary == "project":
+            clip = torch.clamp if isinstance(a, torch.Tensor) else np.clip
+            return _where(mask, clip(a, lo, hi), a)
         width = hi - lo
         y = (a - lo) % (2 * width)
         return _where(mask, lo + width - abs(y - width), a)
 
     def applied(self, state):
         """The action the env applies for a state of the action process."""
-        if self.boundary == "reflect":
+        if self.boundary != "squash":
             return state
         lo, hi, mask = self._bounds(state)
         tanh = torch.tanh if isinstance(state, torch.Tensor) else np.tanh
@@ -157,7 +165,7 @@ class ActionDiffusionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         sigma_a: noise of the action process, action units per square-root second.
         rate_scale: the largest score value, action units per second (``None``: sweep the box in
             0.1 s, i.e. ten box widths per second).
-        boundary: ``"reflect"`` or ``"squash"`` (see :class:`ActionDiffusion`).
+        boundary: ``"reflect"``, ``"project"`` or ``"squash"`` (see :class:`ActionDiffusion`).
         action_repeat: env steps per control step; ``dt = action_repeat * env.dt``.
         explore: ``False`` runs the action process with ``sigma_a = 0`` (evaluation).
     """

@@ -1,0 +1,217 @@
+"""What a CQSM agent does and what its critic believes, measured in the simulator.
+
+Two kinds of numbers, both from the evaluation env (no exploration noise in the episode itself):
+
+- :func:`action_statistics` — how the applied action moves in an episode: the RMS rate
+  ``|a_k - a_{k-1}| / dt`` (action units per second), the fraction of coordinates at a face of
+  the box, and the action's bandwidth (the frequency below which half of its power lies).
+- :func:`gradient_check` — does the critic's action gradient ``grad_a Q_phi1(x, a)`` (what the
+  score follows) agree with the simulator? At states of an evaluation episode it estimates
+  ``grad_a Q`` by central finite differences of short rollouts: apply ``a +- h e_i``, follow the
+  score for ``seconds`` with the action noise of training (the same noise for ``+h`` and ``-h``),
+  charge the rate penalty, and close with the same bootstrap as the TD target. It reports the
+  cosine between the two gradients and the ratio of their norms.
+
+:func:`locomotion` returns both as extra columns of an evaluation row (``on_eval`` of
+:func:`cqsm.train.train`). None of it touches torch's random generator or the training env, so a
+run's training is the same with or without it.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from cqsm.evaluation import EVAL_SEED_BASE
+
+__all__ = ["action_statistics", "gradient_check", "locomotion"]
+
+
+def action_statistics(applied: np.ndarray, low: np.ndarray, high: np.ndarray, dt: float) -> dict:
+    """Rate, time at the faces and bandwidth of one episode's applied actions ``(steps, d)``.
+
+    Returns ``rate_rms`` (action units per second), ``at_face`` (fraction of coordinates within 1%
+    of the box width from a face) and ``bandwidth_hz`` (median over coordinates of the frequency
+    below which half of the power of the centred action lies).
+    """
+    a = np.asarray(applied, dtype=np.float64)
+    rate = np.diff(a, axis=0) / dt
+    width = high - low
+    near = (a - low <= 0.01 * width) | (high - a <= 0.01 * width)
+    power = np.abs(np.fft.rfft(a - a.mean(0), axis=0)) ** 2
+    freqs = np.fft.rfftfreq(len(a), dt)
+    cumulative = np.cumsum(power[1:], axis=0)  # without the zero frequency (the mean is removed)
+    half = cumulative >= 0.5 * cumulative[-1:].clip(min=1e-300)
+    bandwidth = freqs[1:][np.argmax(half, axis=0)]
+    return {
+        "rate_rms": float(np.sqrt(np.mean(rate**2))) if len(rate) else 0.0,
+        "at_face": float(near.mean()),
+        "bandwidth_hz": float(np.median(bandwidth)),
+    }
+
+
+def _snapshot(sim):
+    """The simulator's whole state (MuJoCo's integration state, or a copy of a plain env's)."""
+    if hasattr(sim, "model") and hasattr(sim, "data"):
+        import mujoco
+
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        state = np.empty(mujoco.mj_stateSize(sim.model, spec))
+        mujoco.mj_getState(sim.model, sim.data, state, spec)
+        return ("mujoco", state)
+    return ("copy", copy.deepcopy(sim.__dict__))
+
+
+def _restore(sim, snapshot) -> None:
+    kind, state = snapshot
+    if kind == "mujoco":
+        import mujoco
+
+        mujoco.mj_setState(sim.model, sim.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+        mujoco.mj_forward(sim.model, sim.data)
+    else:
+        sim.__dict__.update(copy.deepcopy(state))
+
+
+class _Rollout:
+    """Short rollouts of the augmented system from a snapshot, under the agent's score."""
+
+    def __init__(self, agent, env):
+        self.agent, self.sim, self.repeat = agent, env.unwrapped, env.action_repeat
+        self.diffusion, self.n = agent.diffusion, agent.n
+
+    def _score(self, obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            psi = self.agent.score(torch.as_tensor(obs, dtype=torch.float32)[None])[0]
+        return psi.double().numpy()
+
+    def _step(self, a_state: np.ndarray):
+        """Apply the action for one control step; returns ``(x, reward rate sum, terminated)``."""
+        applied = self.diffusion.applied(a_state).astype(np.float32)
+        total = 0.0
+        for _ in range(self.repeat):
+            x, reward, terminated, _, _ = self.sim.step(applied)
+            total += float(reward)
+            if terminated:
+                break
+        return np.asarray(x, dtype=np.float64).ravel(), total, terminated
+
+    def value(self, snapshot, a_state: np.ndarray, noise: np.ndarray, env_seed: int) -> float:
+        """Discounted return of applying ``a_state`` now and following the score with the given
+        action noise ``(steps, d)`` for ``steps - 1`` more moves, closed by the TD target's
+        bootstrap (the rate penalty of each move, then ``min_j Qbar_j``). A stochastic env
+        draws its own noise from ``env_seed`` (MuJoCo's dynamics have none)."""
+        agent, dt = self.agent, self.diffusion.dt
+        lam, disc, base_dt = agent.settings.lam, agent.discount, agent.base_dt
+        _restore(self.sim, snapshot)
+        self.sim.np_random = np.random.default_rng(env_seed)
+        total, weight, a = 0.0, 1.0, a_state
+        for k in range(len(noise)):
+            x, reward, terminated = self._step(a)
+            total += weight * reward * base_dt
+            if terminated:
+                return total
+            weight *= disc
+            psi = self._score(np.concatenate([x, a]))
+            a = self.diffusion.move(a, psi, noise[k])
+            total -= weight * 0.5 * lam * float(psi @ psi) * dt
+        with torch.no_grad():
+            q = torch.min(*agent.critic_target(*_tensors(x, a)))
+        return total + weight * float(q)
+
+
+def _tensors(x: np.ndarray, a: np.ndarray):
+    return (
+        torch.as_tensor(x, dtype=torch.float32)[None],
+        torch.as_tensor(a, dtype=torch.float32)[None],
+    )
+
+
+def _critic_gradient(agent, x: np.ndarray, a: np.ndarray) -> np.ndarray:
+    xt, at = _tensors(x, a)
+    at.requires_grad_(True)
+    (grad,) = torch.autograd.grad(agent.critic.first(xt, at).sum(), at)
+    return grad[0].double().numpy()
+
+
+def _episode(agent, env, seed: int, n_states: int):
+    """One evaluation episode; returns its applied actions and, at ``n_states`` evenly spaced
+    steps, ``(snapshot, x_k, a_k)``: the simulator before the step and the action moved to."""
+    obs, _ = env.reset(seed=seed)
+    applied, visited, done = [], [], False
+    while not done:
+        snapshot, x = _snapshot(env.unwrapped), obs[: agent.n].astype(np.float64)
+        obs, _, terminated, truncated, info = env.step(agent.act(obs, explore=False))
+        applied.append(info["applied_action"])
+        visited.append((snapshot, x, env.get_wrapper_state()["a"].copy()))
+        done = terminated or truncated
+    at = np.linspace(0, len(visited), n_states + 2)[1:-1].astype(int)
+    return np.array(applied), [visited[k] for k in sorted(set(at))]
+
+
+def _cosine(u: np.ndarray, v: np.ndarray) -> float:
+    return float(u @ v / max(np.linalg.norm(u) * np.linalg.norm(v), 1e-300))
+
+
+def gradient_check(
+    agent,
+    env,
+    n_states: int = 6,
+    seconds: float = 0.5,
+    h: float = 0.05,
+    n_noise: int = 2,
+    seed: int = 0,
+) -> dict:
+    """The critic's action gradient against finite differences of simulator rollouts.
+
+    ``env`` is the agent's evaluation env (an :class:`~cqsm.envs.ActionDiffusionWrapper`). The
+    states are ``n_states`` evenly spaced steps of one evaluation episode; each gets ``4 d
+    n_noise`` rollouts of ``seconds`` (``n_noise`` antithetic pairs of action noise, the same for
+    ``+h`` and ``-h``; a step past a face of the box is cut to the face). Returns
+    ``grad_cos`` (mean cosine), ``grad_ratio`` (median of ``|critic| / |finite difference|``),
+    ``grad_fd`` (mean finite-difference norm), and the episode's ``applied`` actions and
+    per-state vectors (``states``) for plots.
+    """
+    rollout, diffusion = _Rollout(agent, env), agent.diffusion
+    steps = max(1, round(seconds / diffusion.dt))
+    applied, kept = _episode(agent, env, EVAL_SEED_BASE - 1 - seed, n_states)
+    space = diffusion.state_space()
+    lo, hi = space.low.astype(np.float64), space.high.astype(np.float64)
+    rng = np.random.default_rng(seed)
+    states = []
+    for snapshot, x, a in kept:
+        draws = [
+            (rng.standard_normal((steps, diffusion.d)), rng.integers(2**31)) for _ in range(n_noise)
+        ]
+        draws += [(-z, seed) for z, seed in draws]  # antithetic pairs: less variance, same mean
+        fd = np.zeros(diffusion.d)
+        for i in range(diffusion.d):
+            up, down = a.copy(), a.copy()
+            up[i], down[i] = min(a[i] + h, hi[i]), max(a[i] - h, lo[i])
+            diffs = [
+                rollout.value(snapshot, up, *draw) - rollout.value(snapshot, down, *draw)
+                for draw in draws
+            ]
+            fd[i] = float(np.mean(diffs)) / (up[i] - down[i])
+        states.append({"x": x, "a": a, "fd": fd, "critic": _critic_gradient(agent, x, a)})
+    fd_norm = np.array([np.linalg.norm(s["fd"]) for s in states])
+    critic_norm = np.array([np.linalg.norm(s["critic"]) for s in states])
+    return {
+        "grad_cos": float(np.mean([_cosine(s["critic"], s["fd"]) for s in states])),
+        "grad_ratio": float(np.median(critic_norm / np.maximum(fd_norm, 1e-300))),
+        "grad_fd": float(fd_norm.mean()),
+        "states": states,
+        "applied": applied,
+    }
+
+
+def locomotion(agent, env) -> dict:
+    """Extra columns for an evaluation row: :func:`action_statistics` of one evaluation episode
+    and :func:`gradient_check`'s summary (``on_eval`` of :func:`cqsm.train.train`)."""
+    check = gradient_check(agent, env)
+    lo, hi, _ = agent.diffusion._finite
+    return action_statistics(check["applied"], lo, hi, agent.diffusion.dt) | {
+        k: check[k] for k in ("grad_cos", "grad_ratio", "grad_fd")
+    }

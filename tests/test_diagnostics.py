@@ -1,0 +1,94 @@
+"""The simulator diagnostics: action statistics, snapshots, and the finite-difference check of
+the critic's action gradient against the LQ closed form."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cqsm.agents.cqsm import CQSMAgent, CQSMSettings
+from cqsm.diagnostics import _restore, _snapshot, action_statistics, gradient_check, locomotion
+from cqsm.envs import LinearQuadraticEnv
+from cqsm.lq import LQProblem
+from cqsm.train import TrainSettings, make_agent, make_env
+
+
+def test_action_statistics_of_a_sine():
+    dt, f = 0.01, 2.0
+    t = np.arange(0, 5, dt)
+    a = 0.5 * np.sin(2 * np.pi * f * t)[:, None]
+    stats = action_statistics(a, np.array([-1.0]), np.array([1.0]), dt)
+    assert stats["bandwidth_hz"] == pytest.approx(f, abs=0.2)
+    assert stats["rate_rms"] == pytest.approx(2 * np.pi * f * 0.5 / np.sqrt(2), rel=0.01)
+    assert stats["at_face"] == 0.0
+    square = np.sign(np.sin(2 * np.pi * f * t + 0.1))[:, None]
+    assert action_statistics(square, np.array([-1.0]), np.array([1.0]), dt)["at_face"] == 1.0
+
+
+def test_a_mujoco_snapshot_replays_a_step_exactly():
+    env = make_env(TrainSettings(algo="cqsm", env="HalfCheetah-v5"), explore=False)
+    env.reset(seed=3)
+    sim, a = env.unwrapped, np.full(6, 0.3, dtype=np.float32)
+    for _ in range(5):
+        sim.step(-a)
+    snap = _snapshot(sim)
+    first = sim.step(a)[:2]
+    sim.step(-a)
+    _restore(sim, snap)
+    again = sim.step(a)[:2]
+    np.testing.assert_array_equal(first[0], again[0])
+    assert first[1] == again[1]
+
+
+class _ExactQ(nn.Module):
+    """``Q(x, a) = -1/2 z^T P z - c``, the closed form of a linear score, as twin critics."""
+
+    def __init__(self, P: np.ndarray, c: float):
+        super().__init__()
+        self.P, self.c = torch.as_tensor(P, dtype=torch.float32), float(c)
+
+    def first(self, x, a):
+        z = torch.cat([x, a], -1)
+        return -0.5 * ((z @ self.P) * z).sum(-1) - self.c
+
+    def forward(self, x, a):
+        return self.first(x, a), self.first(x, a)
+
+
+def test_finite_differences_recover_the_closed_form_action_gradient():
+    # The scalar discounted LQ problem without state noise (a deterministic simulator, as MuJoCo
+    # is), its optimal linear score, and its exact Q as the critic: finite differences of
+    # rollouts must give the closed form grad_a Q = -(P z)_a up to the Euler scheme's O(dt).
+    problem = LQProblem(-0.5, 1.0, 0.0, 0.5, 1.0, 0.2, 0.1, None, 0.5, horizon=None, discount=0.5)
+    settings = CQSMSettings(lam=0.5, sigma_a=0.5, beta=0.5, rate_scale=5.0)
+    env = CQSMAgent.wrap(LinearQuadraticEnv(problem, dt=0.01), settings, explore=False)
+    agent = CQSMAgent(
+        settings, CQSMAgent.wrap(LinearQuadraticEnv(problem, dt=0.01), settings, True)
+    )
+    solution = problem.optimal()
+    K = torch.as_tensor(solution.gain(), dtype=torch.float32)
+    agent.score = lambda obs: obs @ K.T
+    agent.critic = agent.critic_target = _ExactQ(solution.P(), solution.c())
+    check = gradient_check(agent, env, n_states=4, seconds=1.0, h=0.05, n_noise=2)
+    assert check["grad_cos"] > 0.999  # one action dimension: the signs agree
+    assert check["grad_ratio"] == pytest.approx(1.0, abs=0.03)
+    for state in check["states"]:
+        exact = -(solution.P() @ np.concatenate([state["x"], state["a"]]))[problem.n :]
+        np.testing.assert_allclose(state["critic"], exact, rtol=1e-4)
+        np.testing.assert_allclose(state["fd"], exact, rtol=0.03)
+    # a critic whose action gradient has the wrong sign is caught
+    flipped = _ExactQ(solution.P() * np.array([[1.0, -1.0], [-1.0, -1.0]]), solution.c())
+    agent.critic = flipped
+    assert gradient_check(agent, env, n_states=4, seconds=1.0, n_noise=2)["grad_cos"] < -0.999
+
+
+def test_locomotion_diagnostics_leave_training_untouched():
+    settings = TrainSettings.for_task("Hopper-v5", agent={"actor": "feynman_kac"})
+    env = make_env(settings, explore=False)
+    agent = make_agent(settings, make_env(settings, explore=True))
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    row = locomotion(agent, env)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert set(row) == {"rate_rms", "at_face", "bandwidth_hz", "grad_cos", "grad_ratio", "grad_fd"}
+    assert all(np.isfinite(v) for v in row.values())
