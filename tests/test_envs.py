@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 from cqsm.envs import ActionDiffusion, ActionDiffusionWrapper, EnvError, LinearQuadraticEnv, make
 
 
-@pytest.mark.parametrize("boundary", ["reflect", "squash"])
+@pytest.mark.parametrize("boundary", ["reflect", "project", "squash"])
 @pytest.mark.parametrize(
     "env_id", ["Pendulum-v1", "InvertedPendulum-v5", "cqsm/LinearQuadratic-v0"]
 )
@@ -23,7 +23,7 @@ def test_wrapper_passes_gymnasium_checker(env_id, boundary):
     assert env.observation_space.shape == (env.n + env.diffusion.d,)
 
 
-@pytest.mark.parametrize("boundary", ["reflect", "squash"])
+@pytest.mark.parametrize("boundary", ["reflect", "project", "squash"])
 def test_actions_stay_in_the_box(boundary):
     env = ActionDiffusionWrapper(make("HalfCheetah-v5"), sigma_a=5.0, boundary=boundary)
     low, high = env.unwrapped.action_space.low, env.unwrapped.action_space.high
@@ -38,7 +38,7 @@ def test_actions_stay_in_the_box(boundary):
         assert np.all(np.abs(info["score"]) <= env.rate_scale)
         seen.append(applied)
     # the actions really move across the box (a squashed latent this fast saturates instead)
-    assert np.ptp(np.array(seen), axis=0).min() > (1.0 if boundary == "reflect" else 0.0)
+    assert np.ptp(np.array(seen), axis=0).min() > (0.0 if boundary == "squash" else 1.0)
 
 
 def test_observation_is_latest_state_and_action_in_force():
@@ -57,9 +57,34 @@ def test_reflection_and_squash_maps():
         np.array([0.0]), np.array([2.0]), dt=0.1, sigma_a=0.0, boundary="squash"
     )
     np.testing.assert_allclose(squash.applied(np.array([0.0, 50.0, -50.0])), [1.0, 2.0, 0.0])
+    project = ActionDiffusion(
+        np.array([-1.0]), np.array([1.0]), dt=0.1, sigma_a=0.0, boundary="project"
+    )
+    np.testing.assert_allclose(project.keep(np.array([1.3, -1.5, 0.2])), [1.0, -1.0, 0.2])
 
 
-@pytest.mark.parametrize("boundary", ["reflect", "squash"])
+def test_reflected_and_projected_steps_reach_the_reflected_diffusion():
+    """Both boundary schemes converge to the reflected diffusion, whose stationary law on
+    [-1, 1] with drift psi is proportional to exp(2 psi a / sigma^2); at a coarse step with a
+    strong drift the projected scheme holds the action at the face, the mirrored one does not."""
+    psi, sigma_a, n = 3.0, 0.7, 20_000
+    k = 2 * psi / sigma_a**2
+    exact_mean = 1 / math.tanh(k) - 1 / k
+
+    def mean_after_two_seconds(dt, boundary):
+        process = ActionDiffusion(np.array([-1.0]), np.array([1.0]), dt, sigma_a, boundary)
+        return process.run(np.zeros((n, 1)), psi, 2.0, np.random.default_rng(2)).mean()
+
+    for boundary in ("reflect", "project"):  # the error shrinks with dt (projection: ~sqrt(dt))
+        fine, finer = (
+            abs(mean_after_two_seconds(dt, boundary) - exact_mean) for dt in (0.01, 0.001)
+        )
+        assert finer < 0.015 and finer < fine / 1.5
+    coarse = {b: mean_after_two_seconds(0.05, b) for b in ("reflect", "project")}
+    assert coarse["project"] > exact_mean > coarse["reflect"] + 0.05
+
+
+@pytest.mark.parametrize("boundary", ["reflect", "project", "squash"])
 def test_halving_the_control_interval_keeps_the_action_process(boundary):
     """Same physical sigma_a and score, dt = 0.05 s or 0.025 s: a after one second agrees."""
     n, psi, sigma_a = 40_000, 0.8, 0.7
