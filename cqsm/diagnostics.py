@@ -118,7 +118,7 @@ class _Rollout:
             a = self.diffusion.move(a, psi, noise[k])
             total -= weight * 0.5 * lam * float(psi @ psi) * dt
         with torch.no_grad():
-            q = torch.min(*agent.critic_target(*_tensors(x, a)))
+            q = agent.q_unit * torch.min(*agent.critic_target(*_tensors(x, a)))
         return total + weight * float(q)
 
 
@@ -132,7 +132,7 @@ def _tensors(x: np.ndarray, a: np.ndarray):
 def _critic_gradient(agent, x: np.ndarray, a: np.ndarray) -> np.ndarray:
     xt, at = _tensors(x, a)
     at.requires_grad_(True)
-    (grad,) = torch.autograd.grad(agent.critic.first(xt, at).sum(), at)
+    (grad,) = torch.autograd.grad(agent.q_unit * agent.critic.first(xt, at).sum(), at)
     return grad[0].double().numpy()
 
 

@@ -9,7 +9,7 @@ from cqsm import results
 from cqsm.train import TrainSettings
 
 RESULTS = Path(__file__).resolve().parent.parent / "paper_figures" / "results"
-RUNS = sorted(p.parent for p in RESULTS.glob("*/*/*/settings.json"))
+RUNS = sorted(p.parent for p in RESULTS.glob("**/settings.json") if p.parent.parent != RESULTS)
 
 
 def test_there_are_committed_results():

@@ -79,9 +79,12 @@ class CQSMSettings:
     """Polyak rate of the target critics"""
     score_every: int = 1
     """update the score once every this many critic updates"""
+    q_unit: float = 1.0
+    """the critics' output unit: Q = q_unit * Q_phi (env.dt gives a critic the numbers of a
+    per-step return; the objective and the score do not change)"""
 
     def __post_init__(self):
-        check_positive(self, "lam", "critic_lr", "score_lr", "tau")
+        check_positive(self, "lam", "critic_lr", "score_lr", "tau", "q_unit")
         if self.beta is not None and not (math.isfinite(self.beta) and self.beta > 0):
             raise SettingsError(
                 f"CQSMSettings.beta must be a positive rate per second; got {self.beta!r}."
@@ -122,6 +125,7 @@ class CQSMAgent(Saved):
         self.dt, self.base_dt, self.rate_scale = env.dt, env.base_dt, env.rate_scale
         self.beta = s.beta if s.beta is not None else -math.log(0.99) / env.base_dt
         self.discount = math.exp(-self.beta * self.dt)
+        self.q_unit = s.q_unit
         d = self.diffusion.d
         self.score_net = mlp(self.n + d, s.hidden, d)
         self.critic, self.critic_target, self.critic_opt = with_target(
@@ -147,10 +151,11 @@ class CQSMAgent(Saved):
         x_next, a = next_obs[:, :n], next_obs[:, n:]  # (x_{k+1}, a_k): a_k was applied at x_k
         psi_next = self.score(next_obs)
         a_next = self.diffusion.move(a, psi_next, torch.randn_like(a))
-        q_next = torch.min(*self.critic_target(x_next, a_next))
+        q_next = self.q_unit * torch.min(*self.critic_target(x_next, a_next))
         future = q_next - 0.5 * s.lam * psi_next.square().sum(-1) * dt
         # rewards are rates; a terminated episode has no future, a truncated one does
-        return batch["reward"] * self.base_dt + (1 - batch["terminated"]) * self.discount * future
+        target = batch["reward"] * self.base_dt + (1 - batch["terminated"]) * self.discount * future
+        return target / self.q_unit  # in the critics' unit
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         s, n, dt = self.settings, self.n, self.dt
@@ -159,6 +164,7 @@ class CQSMAgent(Saved):
 
         # Critic: regress both critics on the TD target.
         info = fit_critic(self.critic, self.critic_opt, x, a, self.td_target(batch))
+        info["q"] *= self.q_unit
         self.updates += 1
         if self.updates % s.score_every:
             return info
@@ -168,11 +174,12 @@ class CQSMAgent(Saved):
         a_hat = self.diffusion.mean_move(a_prev, psi)
         if s.actor == "feynman_kac":
             a_hat.retain_grad()  # its gradient is -grad_a Q_phi1 / (batch dt): a diagnostic
-            q_hat = self.critic.first(x, a_hat)
+            q_hat = self.q_unit * self.critic.first(x, a_hat)
             score_loss = -(q_hat / dt - 0.5 * s.lam * psi.square().sum(-1)).mean()
         else:
             a_hat = a_hat.detach().requires_grad_(True)
-            grad_a = torch.autograd.grad(self.critic.first(x, a_hat).sum(), a_hat)[0]
+            q_hat = self.q_unit * self.critic.first(x, a_hat)
+            grad_a = torch.autograd.grad(q_hat.sum(), a_hat)[0]
             target_psi = grad_a / s.lam
             score_loss = (psi - target_psi).square().sum(-1).mean()
             if s.actor == "scale_free":
