@@ -22,11 +22,12 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pandas as pd
 import torch
 
 from cqsm.evaluation import EVAL_SEED_BASE
 
-__all__ = ["action_statistics", "gradient_check", "locomotion"]
+__all__ = ["action_statistics", "gradient_check", "critic_slices", "locomotion"]
 
 
 def action_statistics(applied: np.ndarray, low: np.ndarray, high: np.ndarray, dt: float) -> dict:
@@ -215,3 +216,49 @@ def locomotion(agent, env) -> dict:
     return action_statistics(check["applied"], lo, hi, agent.diffusion.dt) | {
         k: check[k] for k in ("grad_cos", "grad_ratio", "grad_fd")
     }
+
+
+@torch.no_grad()
+def critic_slices(agent, observations: np.ndarray, points: int = 41) -> pd.DataFrame:
+    """Does the score follow its critic, and where does the critic put the best action?
+
+    At each observation ``(x, a_prev)`` the score moves to ``a_hat``. Along each action
+    coordinate ``i`` (the others held at ``a_hat``), ``Q_phi1(x, .)`` is scanned over a grid of
+    the box; returns one row per (observation, coordinate) with ``a_hat``, the argmax over the
+    whole box (``best``) and over what one move can reach from ``a_prev`` (``best_reachable``),
+    and the range of ``Q`` along the slice.
+    """
+    n, diffusion = agent.n, agent.diffusion
+    if diffusion.boundary == "squash":
+        raise ValueError(
+            "critic_slices scans the action box: it needs boundary 'reflect' or "
+            "'project' (with 'squash' the critic sees the unbounded latent)."
+        )
+    obs = torch.as_tensor(np.asarray(observations), dtype=torch.float32)
+    x, a_prev = obs[:, :n], obs[:, n:]
+    a_hat = diffusion.mean_move(a_prev, agent.score(obs))
+    lo, hi, _ = (torch.as_tensor(v, dtype=torch.float32) for v in diffusion._finite)
+    step = agent.rate_scale * diffusion.dt
+    rows = []
+    for i in range(diffusion.d):
+        grid = torch.linspace(float(lo[i]), float(hi[i]), points)
+        actions = a_hat[:, None, :].repeat(1, points, 1)
+        actions[:, :, i] = grid
+        q = agent.q_unit * agent.critic.first(x[:, None, :].expand(-1, points, -1), actions)
+        out_of_reach = (grid[None] < a_prev[:, i : i + 1] - step) | (
+            grid[None] > a_prev[:, i : i + 1] + step
+        )
+        reachable = q.masked_fill(out_of_reach, -torch.inf)
+        for k in range(len(obs)):
+            rows.append(
+                {
+                    "state": k,
+                    "dim": i,
+                    "a_prev": float(a_prev[k, i]),
+                    "a_hat": float(a_hat[k, i]),
+                    "best": float(grid[q[k].argmax()]),
+                    "best_reachable": float(grid[reachable[k].argmax()]),
+                    "q_range": float(q[k].max() - q[k].min()),
+                }
+            )
+    return pd.DataFrame(rows)

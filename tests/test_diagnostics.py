@@ -7,7 +7,14 @@ import torch
 from torch import nn
 
 from cqsm.agents.cqsm import CQSMAgent, CQSMSettings
-from cqsm.diagnostics import _restore, _snapshot, action_statistics, gradient_check, locomotion
+from cqsm.diagnostics import (
+    _restore,
+    _snapshot,
+    action_statistics,
+    critic_slices,
+    gradient_check,
+    locomotion,
+)
 from cqsm.envs import LinearQuadraticEnv
 from cqsm.lq import LQProblem
 from cqsm.train import TrainSettings, make_agent, make_env
@@ -92,3 +99,31 @@ def test_locomotion_diagnostics_leave_training_untouched():
     assert torch.equal(torch.get_rng_state(), before)
     assert set(row) == {"rate_rms", "at_face", "bandwidth_hz", "grad_cos", "grad_ratio", "grad_fd"}
     assert all(np.isfinite(v) for v in row.values())
+
+
+class _Bowl(nn.Module):
+    """``Q(x, a) = -|a - c|^2``: best action ``c`` whatever the state."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = torch.as_tensor(c, dtype=torch.float32)
+
+    def first(self, x, a):
+        return -((a - self.c) ** 2).sum(-1)
+
+
+def test_critic_slices_find_the_best_action_and_what_one_move_reaches():
+    settings = TrainSettings.for_task("HalfCheetah-v5", agent={"boundary": "project"})
+    agent = make_agent(settings, make_env(settings, explore=True))
+    c = np.array([0.9, -0.9, 0.0, 0.5, -0.5, 1.0])
+    agent.critic = _Bowl(c)
+    agent.score = lambda obs: torch.zeros(len(obs), 6)  # holds the action: a_hat = a_prev
+    a_prev = np.array([[-0.5] * 6, [0.0] * 6])
+    obs = np.concatenate([np.zeros((2, agent.n)), a_prev], -1)
+    rows = critic_slices(agent, obs, points=41)
+    step = agent.rate_scale * agent.dt  # 1.0 on HalfCheetah
+    for r in rows.itertuples():
+        assert r.a_hat == pytest.approx(a_prev[r.state, r.dim])
+        assert r.best == pytest.approx(c[r.dim], abs=0.026)
+        reach = np.clip(c[r.dim], a_prev[r.state, r.dim] - step, a_prev[r.state, r.dim] + step)
+        assert r.best_reachable == pytest.approx(reach, abs=0.051)
