@@ -1,20 +1,21 @@
 """What a CQSM agent does and what its critic believes, measured in the simulator.
 
-Two kinds of numbers, both from the evaluation env (no exploration noise in the episode itself):
+Three kinds of numbers, from the evaluation env (no exploration noise in the episode itself):
 
-- :func:`action_statistics` — how the applied action moves in an episode: the RMS rate
-  ``|a_k - a_{k-1}| / dt`` (action units per second), the fraction of coordinates at a face of
-  the box, and the action's bandwidth (the frequency below which half of its power lies).
+- :func:`action_statistics` — how the applied action moves in an episode (any algorithm's; the
+  ``actions`` of :func:`cqsm.evaluation.evaluate`): the RMS rate ``|a_k - a_{k-1}| / dt``
+  (action units per second), the fraction of coordinates at a face of the box, and the action's
+  bandwidth (the frequency below which half of its power lies).
 - :func:`gradient_check` — does the critic's action gradient ``grad_a Q_phi1(x, a)`` (what the
   score follows) agree with the simulator? At states of an evaluation episode it estimates
   ``grad_a Q`` by central finite differences of short rollouts: apply ``a +- h e_i``, follow the
   score for ``seconds`` with the action noise of training (the same noise for ``+h`` and ``-h``),
   charge the rate penalty, and close with the same bootstrap as the TD target. It reports the
   cosine between the two gradients and the ratio of their norms.
+- :func:`critic_slices` — scans the critic along each action coordinate: does the score follow
+  its critic, and where does the critic put the best action?
 
-:func:`locomotion` returns both as extra columns of an evaluation row (``on_eval`` of
-:func:`cqsm.train.train`). None of it touches torch's random generator or the training env, so a
-run's training is the same with or without it.
+None of it touches torch's random generator or the training env.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 
 from cqsm.evaluation import EVAL_SEED_BASE
 
-__all__ = ["action_statistics", "gradient_check", "critic_slices", "locomotion"]
+__all__ = ["action_statistics", "gradient_check", "critic_slices"]
 
 
 def action_statistics(applied: np.ndarray, low: np.ndarray, high: np.ndarray, dt: float) -> dict:
@@ -137,19 +138,18 @@ def _critic_gradient(agent, x: np.ndarray, a: np.ndarray) -> np.ndarray:
     return grad[0].double().numpy()
 
 
-def _episode(agent, env, seed: int, n_states: int):
-    """One evaluation episode; returns its applied actions and, at ``n_states`` evenly spaced
-    steps, ``(snapshot, x_k, a_k)``: the simulator before the step and the action moved to."""
+def _episode(agent, env, seed: int, n_states: int) -> list:
+    """``(snapshot, x_k, a_k)`` at ``n_states`` evenly spaced steps of one evaluation episode:
+    the simulator before the step and the action the score moved to."""
     obs, _ = env.reset(seed=seed)
-    applied, visited, done = [], [], False
+    visited, done = [], False
     while not done:
         snapshot, x = _snapshot(env.unwrapped), obs[: agent.n].astype(np.float64)
-        obs, _, terminated, truncated, info = env.step(agent.act(obs, explore=False))
-        applied.append(info["applied_action"])
+        obs, _, terminated, truncated, _ = env.step(agent.act(obs, explore=False))
         visited.append((snapshot, x, env.get_wrapper_state()["a"].copy()))
         done = terminated or truncated
     at = np.linspace(0, len(visited), n_states + 2)[1:-1].astype(int)
-    return np.array(applied), [visited[k] for k in sorted(set(at))]
+    return [visited[k] for k in sorted(set(at))]
 
 
 def _cosine(u: np.ndarray, v: np.ndarray) -> float:
@@ -172,12 +172,11 @@ def gradient_check(
     n_noise`` rollouts of ``seconds`` (``n_noise`` antithetic pairs of action noise, the same for
     ``+h`` and ``-h``; a step past a face of the box is cut to the face). Returns
     ``grad_cos`` (mean cosine), ``grad_ratio`` (median of ``|critic| / |finite difference|``),
-    ``grad_fd`` (mean finite-difference norm), and the episode's ``applied`` actions and
-    per-state vectors (``states``) for plots.
+    ``grad_fd`` (mean finite-difference norm), and the per-state vectors (``states``).
     """
     rollout, diffusion = _Rollout(agent, env), agent.diffusion
     steps = max(1, round(seconds / diffusion.dt))
-    applied, kept = _episode(agent, env, EVAL_SEED_BASE - 1 - seed, n_states)
+    kept = _episode(agent, env, EVAL_SEED_BASE - 1 - seed, n_states)
     space = diffusion.state_space()
     lo, hi = space.low.astype(np.float64), space.high.astype(np.float64)
     rng = np.random.default_rng(seed)
@@ -204,17 +203,6 @@ def gradient_check(
         "grad_ratio": float(np.median(critic_norm / np.maximum(fd_norm, 1e-300))),
         "grad_fd": float(fd_norm.mean()),
         "states": states,
-        "applied": applied,
-    }
-
-
-def locomotion(agent, env) -> dict:
-    """Extra columns for an evaluation row: :func:`action_statistics` of one evaluation episode
-    and :func:`gradient_check`'s summary (``on_eval`` of :func:`cqsm.train.train`)."""
-    check = gradient_check(agent, env)
-    lo, hi, _ = agent.diffusion._finite
-    return action_statistics(check["applied"], lo, hi, agent.diffusion.dt) | {
-        k: check[k] for k in ("grad_cos", "grad_ratio", "grad_fd")
     }
 
 

@@ -14,11 +14,20 @@ __all__ = ["evaluate", "load_run", "record", "EVAL_SEED_BASE"]
 EVAL_SEED_BASE = 2**20
 
 
-def evaluate(agent, env, n_episodes: int, seed: int, frames: list | None = None) -> np.ndarray:
+def evaluate(
+    agent,
+    env,
+    n_episodes: int,
+    seed: int,
+    frames: list | None = None,
+    actions: list | None = None,
+) -> np.ndarray:
     """Returns of ``n_episodes`` episodes without exploration noise, from fixed start seeds.
 
     With ``frames`` a list, each step of the first episode appends ``(frame, obs)`` to it, where
     ``frame`` is ``env.render()`` (``None`` unless the env renders) and ``obs`` the observation.
+    With ``actions`` a list, each step of the first episode appends the action the environment
+    applied (for CQSM the action process's value, not the score).
     """
     returns = np.zeros(n_episodes)
     for i in range(n_episodes):
@@ -27,7 +36,10 @@ def evaluate(agent, env, n_episodes: int, seed: int, frames: list | None = None)
         while not done:
             if frames is not None and i == 0:
                 frames.append((env.render() if env.render_mode else None, obs))
-            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, explore=False))
+            action = agent.act(obs, explore=False)
+            obs, reward, terminated, truncated, info = env.step(action)
+            if actions is not None and i == 0:
+                actions.append(info.get("applied_action", action))
             returns[i] += reward
             done = terminated or truncated
     return returns

@@ -13,9 +13,9 @@ from cqsm.diagnostics import (
     action_statistics,
     critic_slices,
     gradient_check,
-    locomotion,
 )
 from cqsm.envs import LinearQuadraticEnv
+from cqsm.evaluation import evaluate
 from cqsm.lq import LQProblem
 from cqsm.train import TrainSettings, make_agent, make_env
 
@@ -89,16 +89,22 @@ def test_finite_differences_recover_the_closed_form_action_gradient():
     assert gradient_check(agent, env, n_states=4, seconds=1.0, n_noise=2)["grad_cos"] < -0.999
 
 
-def test_locomotion_diagnostics_leave_training_untouched():
+def test_diagnostics_leave_training_untouched_and_actions_are_the_applied_ones():
     settings = TrainSettings.for_task("Hopper-v5", agent={"actor": "feynman_kac"})
     env = make_env(settings, explore=False)
     agent = make_agent(settings, make_env(settings, explore=True))
     torch.manual_seed(5)
     before = torch.get_rng_state()
-    row = locomotion(agent, env)
+    check = gradient_check(agent, env, n_states=2, seconds=0.05)
     assert torch.equal(torch.get_rng_state(), before)
-    assert set(row) == {"rate_rms", "at_face", "bandwidth_hz", "grad_cos", "grad_ratio", "grad_fd"}
-    assert all(np.isfinite(v) for v in row.values())
+    assert all(np.isfinite(check[k]) for k in ("grad_cos", "grad_ratio", "grad_fd"))
+    actions, frames = [], []
+    evaluate(agent, env, 1, seed=0, frames=frames, actions=actions)
+    observed = np.array([obs[agent.n :] for _, obs in frames[1:]])  # a_{k-1} in the next obs
+    np.testing.assert_allclose(np.array(actions)[:-1], observed, atol=1e-6)
+    low, high = env.unwrapped.action_space.low, env.unwrapped.action_space.high
+    stats = action_statistics(np.array(actions), low, high, env.dt)
+    assert 0 <= stats["at_face"] <= 1 and stats["rate_rms"] >= 0
 
 
 class _Bowl(nn.Module):
