@@ -45,11 +45,12 @@ def evaluate(
     return returns
 
 
-def load_run(run_dir: Path, render_mode: str | None = None):
+def load_run(run_dir: Path, render_mode: str | None = None, whole: bool = False):
     """The settings, evaluation env and trained agent of a saved run.
 
     The agent's weights come from ``policy.pt`` (written when training ends) or else from the
-    latest ``checkpoint.pt``.
+    latest ``checkpoint.pt``; with ``whole=True`` always from ``checkpoint.pt``, critics and all
+    (checkpoints are not committed: this needs the machine that trained the run).
     """
     from cqsm.train import TrainSettings, make_agent, make_env
 
@@ -60,7 +61,7 @@ def load_run(run_dir: Path, render_mode: str | None = None):
     env = make_env(settings, explore=False, render_mode=render_mode)
     agent = make_agent(settings, env)
     policy = run_dir / "policy.pt"
-    if policy.exists():
+    if policy.exists() and not whole:
         agent.load_policy_state_dict(results.load_checkpoint(policy, weights_only=True)["policy"])
     else:
         agent.load_state_dict(results.load_checkpoint(run_dir / "checkpoint.pt")["agent"])

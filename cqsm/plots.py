@@ -24,6 +24,7 @@ __all__ = [
     "set_style",
     "color",
     "palette",
+    "categorical",
     "figure_dir",
     "save",
     "exact_line",
@@ -60,6 +61,7 @@ METHOD_COLORS = {
     "augmented Q(x, a)": _OKABE_ITO["blue"],
     "conventional Q(x, u)": _OKABE_ITO["vermillion"],
     "CQSM": _OKABE_ITO["blue"],
+    "CQSM reference": _OKABE_ITO["grey"],
     "CQSM, Q-score matching": _OKABE_ITO["blue"],
     "CQSM, scale-free": _OKABE_ITO["sky blue"],
     "CQSM, Feynman-Kac": _OKABE_ITO["vermillion"],
@@ -137,22 +139,32 @@ def save(fig: plt.Figure, name: str, data: pd.DataFrame) -> Path:
     return out
 
 
-def learning_curves(ax, rows: pd.DataFrame, y: str = "eval_return", hue: str = "algo") -> None:
+def categorical(names) -> dict[str, str]:
+    """Distinct colours, in order, for names that are not methods (for example a study's arms)."""
+    colours = list(_OKABE_ITO.values())
+    return {name: colours[i % len(colours)] for i, name in enumerate(names)}
+
+
+def learning_curves(
+    ax, rows: pd.DataFrame, y: str = "eval_return", hue: str = "algo", colors=None
+) -> None:
     """Mean over seeds of ``y`` against ``step``, one line per ``hue``, a band of one std.
 
     ``rows`` are tidy training rows (:mod:`cqsm.results`); adding an algorithm's rows adds its
-    curve. The band is the spread across seeds, not a confidence interval.
+    curve. The band is the spread across seeds, not a confidence interval. Colours are the
+    methods' own unless ``colors`` maps the ``hue`` values (see :func:`categorical`).
     """
     for name, group in rows.groupby(hue, sort=False):
         stats = group.groupby("step")[y].agg(["mean", "std", "count"]).reset_index()
         seeds = stats["count"].max()
         label = f"{name} ({seeds} seed{'s' if seeds != 1 else ''})"
-        ax.plot(stats["step"], stats["mean"], color=color(str(name)), label=label)
+        shade = colors[name] if colors is not None else color(str(name))
+        ax.plot(stats["step"], stats["mean"], color=shade, label=label)
         ax.fill_between(
             stats["step"],
             stats["mean"] - stats["std"].fillna(0),
             stats["mean"] + stats["std"].fillna(0),
-            color=color(str(name)),
+            color=shade,
             alpha=0.2,
             lw=0,
         )

@@ -99,10 +99,29 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     atomic_write(path, lambda tmp: frame[columns].to_csv(tmp, index=False))
 
 
+def _with_defaults(saved: dict, settings) -> dict:
+    """``saved`` with every field of the dataclass ``settings`` that it lacks at its default,
+    nested settings included: a setting added after a run was saved is read at its default,
+    which is how the code behaved before the setting existed."""
+    try:
+        defaults = plain(type(settings)())
+    except TypeError:  # no defaults to fill from
+        return saved
+    filled = dict(saved)
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.name not in filled:
+            filled[f.name] = defaults[f.name]
+        elif dataclasses.is_dataclass(value) and isinstance(filled[f.name], dict):
+            filled[f.name] = _with_defaults(filled[f.name], value)
+    return filled
+
+
 def changed_settings(saved: dict, mine, free=()) -> list[str]:
     """The settings of ``mine`` (a dataclass) that differ from ``saved`` (its settings.json),
-    leaving out the ``free`` ones (which may change between a run and its continuation)."""
-    current = plain(mine)
+    leaving out the ``free`` ones (which may change between a run and its continuation). A
+    setting newer than the saved file counts as unchanged at its default."""
+    current, saved = plain(mine), _with_defaults(saved, mine)
     return [k for k in current if k not in free and saved.get(k) != current[k]]
 
 

@@ -120,6 +120,14 @@ def test_run_folder_is_protected(tmp_path):
         train(tiny(tmp_path, total_steps=200))
     with pytest.raises(results.RunError, match="different settings.*batch_size"):
         train(tiny(tmp_path, total_steps=200, batch_size=64, resume=True))
+    # a run saved before a setting existed resumes while the setting keeps its default
+    saved_path = tiny(tmp_path).run_dir / "settings.json"
+    saved = results.read_json(saved_path)
+    del saved["agent"]["q_unit"], saved["max_abs_q"]
+    results.write_json(saved_path, saved)
+    train(tiny(tmp_path, total_steps=400, resume=True))
+    with pytest.raises(results.RunError, match="different settings.*q_unit"):
+        train(tiny(tmp_path, total_steps=600, resume=True, agent={"hidden": (32, 32), "q_unit": 2}))
     checkpoint = tiny(tmp_path).run_dir / "checkpoint.pt"
     checkpoint.write_bytes(b"not a checkpoint")
     with pytest.raises(results.RunError, match="corrupt"):
