@@ -233,3 +233,23 @@ def test_every_setting_is_documented():
     for cls in (TrainSettings, CQSMSettings):
         table = settings_table(cls)
         assert (table["meaning"].str.len() > 10).all(), table[table["meaning"].str.len() <= 10]
+
+
+def test_relaxation_score_moves_the_action_toward_a_target_in_the_box():
+    settings = TrainSettings.for_task(
+        "HalfCheetah-v5", agent={"relaxation": 0.05, "boundary": "project"}
+    )
+    env = make_env(settings, explore=True)
+    assert env.rate_scale == pytest.approx(2 / 0.05)  # the box's width per relaxation time
+    agent = CQSMAgent(settings.agent, env)
+    obs = torch.as_tensor(
+        np.random.default_rng(0).uniform(-1, 1, (64, agent.n + 6)), dtype=torch.float32
+    )
+    target = torch.tanh(agent.score_net(obs))  # in the box [-1, 1]
+    moved = agent.diffusion.mean_move(obs[:, agent.n :], agent.score(obs))
+    # relaxation time = control interval: one move reaches the target
+    torch.testing.assert_close(moved, target, atol=1e-5, rtol=0)
+    with pytest.raises(SettingsError, match="relaxation score"):
+        CQSMSettings(relaxation=0.05, boundary="squash")
+    with pytest.raises(SettingsError, match="relaxation must be a positive"):
+        CQSMSettings(relaxation=0.0)

@@ -82,6 +82,9 @@ class CQSMSettings:
     q_unit: float = 1.0
     """the critics' output unit: Q = q_unit * Q_phi (env.dt gives a critic the numbers of a
     per-step return; the objective and the score do not change)"""
+    relaxation: float | None = None
+    """None: the network gives the score, rate_scale * tanh(.); a time in seconds: the score
+    relaxes the action toward a target g_theta(x, a) in the box, Psi = (g_theta - a) / relaxation"""
 
     def __post_init__(self):
         check_positive(self, "lam", "critic_lr", "score_lr", "tau", "q_unit")
@@ -92,6 +95,13 @@ class CQSMSettings:
         if self.actor not in ACTOR_FORMS:
             raise SettingsError(f"Unknown actor form {self.actor!r}; choose one of {ACTOR_FORMS}.")
         check_positive(self, "score_every", integer=True)
+        if self.relaxation is not None:
+            check_positive(self, "relaxation")
+            if self.boundary == "squash":
+                raise SettingsError(
+                    "A relaxation score moves the action toward a target in the box; it needs "
+                    "boundary 'reflect' or 'project', not 'squash'."
+                )
         self.hidden = tuple(int(h) for h in self.hidden)
 
 
@@ -106,10 +116,15 @@ class CQSMAgent(Saved):
     def wrap(
         env: gym.Env, settings: CQSMSettings, explore: bool, action_repeat: int = 1
     ) -> gym.Env:
+        rate_scale = settings.rate_scale
+        if rate_scale is None and settings.relaxation is not None:
+            # fast enough that relaxing across the whole box is never cut short
+            space = env.action_space
+            rate_scale = float(np.max(space.high - space.low)) / settings.relaxation
         return ActionDiffusionWrapper(
             env,
             sigma_a=settings.sigma_a,
-            rate_scale=settings.rate_scale,
+            rate_scale=rate_scale,
             boundary=settings.boundary,
             action_repeat=action_repeat,
             explore=explore,
@@ -132,11 +147,22 @@ class CQSMAgent(Saved):
             TwinCritic(self.n, d, s.hidden), s.critic_lr
         )
         self.score_opt = torch.optim.Adam(self.score_net.parameters(), lr=s.score_lr, fused=True)
+        if s.relaxation is not None:
+            low, high = self.diffusion.low, self.diffusion.high
+            if not np.all(np.isfinite(low) & np.isfinite(high)):
+                raise EnvError("A relaxation score needs a bounded action box.")
+            self._centre = torch.as_tensor((high + low) / 2, dtype=torch.float32)
+            self._half = torch.as_tensor((high - low) / 2, dtype=torch.float32)
         self.updates = 0
 
     def score(self, obs: torch.Tensor) -> torch.Tensor:
         """``Psi_theta(x, a_prev)`` in action units per second, bounded by the rate scale."""
-        return self.rate_scale * torch.tanh(self.score_net(obs))
+        out = torch.tanh(self.score_net(obs))
+        if self.settings.relaxation is None:
+            return self.rate_scale * out
+        target = self._centre + self._half * out
+        psi = (target - obs[:, self.n :]) / self.settings.relaxation
+        return psi.clamp(-self.rate_scale, self.rate_scale)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
