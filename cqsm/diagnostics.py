@@ -15,6 +15,8 @@ Three kinds of numbers, from the evaluation env (no exploration noise in the epi
 - :func:`critic_slices` — scans the critic along each action coordinate: does the score follow
   its critic, and where does the critic put the best action?
 
+:func:`diagnose_run` summarises the last two for a finished run.
+
 None of it touches torch's random generator or the training env.
 """
 
@@ -28,7 +30,7 @@ import torch
 
 from cqsm.evaluation import EVAL_SEED_BASE
 
-__all__ = ["action_statistics", "gradient_check", "critic_slices"]
+__all__ = ["action_statistics", "gradient_check", "critic_slices", "diagnose_run"]
 
 
 def action_statistics(applied: np.ndarray, low: np.ndarray, high: np.ndarray, dt: float) -> dict:
@@ -250,3 +252,25 @@ def critic_slices(agent, observations: np.ndarray, points: int = 41) -> pd.DataF
                 }
             )
     return pd.DataFrame(rows)
+
+
+def diagnose_run(run_dir, n_states: int = 6, n_slices: int = 20) -> dict:
+    """The critic diagnostics of a finished CQSM run (its last checkpoint, critics included):
+    ``lag`` (mean distance from the score's move to the critic's best reachable action along each
+    coordinate), ``best_at_face`` (how often the critic's best action along a coordinate is at a
+    face), and :func:`gradient_check`'s ``grad_cos`` and ``grad_ratio`` at one control step."""
+    from cqsm.evaluation import evaluate, load_run
+
+    settings, env, agent = load_run(run_dir, whole=True)
+    frames: list = []
+    evaluate(agent, env, 1, settings.seed, frames=frames)
+    observations = np.array([obs for _, obs in frames[:: max(1, len(frames) // n_slices)]])
+    slices = critic_slices(agent, observations)
+    check = gradient_check(agent, env, n_states=n_states, seconds=env.dt)
+    return {
+        "lag": float((slices.best_reachable - slices.a_hat).abs().mean()),
+        "best_at_face": float((slices.best.abs() > 0.95).mean()),
+        "move_at_face": float((slices.a_hat.abs() > 0.95).mean()),
+        "grad_cos": check["grad_cos"],
+        "grad_ratio": check["grad_ratio"],
+    }
