@@ -22,8 +22,13 @@ The action is a diffusion ``da = Psi dt + sigma_a dB`` (run by
    Both have the fixed point ``Psi = grad_a Q / lam``; both use the first critic ``Q_phi1``, as
    TD3's actor does.
 
+The score network gives ``Psi_theta`` directly, ``rate_scale * tanh(.)``, or (``relaxation`` set)
+a target action ``g_theta(x, a_prev)`` in the box that the action relaxes toward,
+``Psi_theta = (g_theta - a_prev) / relaxation``: the same drift, with a time constant in seconds.
+
 Rewards are rates (their integral over a step is ``reward * base_dt``); ``lam``, ``sigma_a``,
-``beta`` and the rate scale are in physical units, so they do not change with the control interval.
+``beta``, the rate scale and the relaxation time are in physical units, so they do not change with
+the control interval. ``q_unit`` only rescales the critics' outputs.
 """
 
 from __future__ import annotations
