@@ -86,11 +86,6 @@ class _Rollout:
         self.agent, self.sim, self.repeat = agent, env.unwrapped, env.action_repeat
         self.diffusion, self.n = agent.diffusion, agent.n
 
-    def _score(self, obs: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            psi = self.agent.score(torch.as_tensor(obs, dtype=torch.float32)[None])[0]
-        return psi.double().numpy()
-
     def _step(self, a_state: np.ndarray):
         """Apply the action for one control step; returns ``(x, reward rate sum, terminated)``."""
         applied = self.diffusion.applied(a_state).astype(np.float32)
@@ -118,7 +113,7 @@ class _Rollout:
             if terminated:
                 return total
             weight *= disc
-            psi = self._score(np.concatenate([x, a]))
+            psi = agent.act(np.concatenate([x, a]), explore=False).astype(np.float64)
             a = self.diffusion.move(a, psi, noise[k])
             total -= weight * 0.5 * lam * float(psi @ psi) * dt
         with torch.no_grad():
@@ -187,7 +182,7 @@ def gradient_check(
         draws = [
             (rng.standard_normal((steps, diffusion.d)), rng.integers(2**31)) for _ in range(n_noise)
         ]
-        draws += [(-z, seed) for z, seed in draws]  # antithetic pairs: less variance, same mean
+        draws += [(-z, env_seed) for z, env_seed in draws]  # antithetic: less variance, same mean
         fd = np.zeros(diffusion.d)
         for i in range(diffusion.d):
             up, down = a.copy(), a.copy()

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from cqsm.agents.common import (
+    ActionBox,
     Saved,
     TwinCritic,
     as_batch,
@@ -152,12 +153,8 @@ class CQSMAgent(Saved):
             TwinCritic(self.n, d, s.hidden), s.critic_lr
         )
         self.score_opt = torch.optim.Adam(self.score_net.parameters(), lr=s.score_lr, fused=True)
-        if s.relaxation is not None:
-            low, high = self.diffusion.low, self.diffusion.high
-            if not np.all(np.isfinite(low) & np.isfinite(high)):
-                raise EnvError("A relaxation score needs a bounded action box.")
-            self._centre = torch.as_tensor((high + low) / 2, dtype=torch.float32)
-            self._half = torch.as_tensor((high - low) / 2, dtype=torch.float32)
+        if s.relaxation is not None:  # its targets live in the env's own box
+            self.box = ActionBox(env.env.action_space, "A relaxation score")
         self.updates = 0
 
     def score(self, obs: torch.Tensor) -> torch.Tensor:
@@ -165,7 +162,7 @@ class CQSMAgent(Saved):
         out = torch.tanh(self.score_net(obs))
         if self.settings.relaxation is None:
             return self.rate_scale * out
-        target = self._centre + self._half * out
+        target = self.box.to_env(out)
         psi = (target - obs[:, self.n :]) / self.settings.relaxation
         return psi.clamp(-self.rate_scale, self.rate_scale)
 
