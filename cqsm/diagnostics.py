@@ -80,15 +80,40 @@ def _restore(sim, snapshot) -> None:
 
 
 class _Rollout:
-    """Short rollouts of the augmented system from a snapshot, under the agent's score."""
+    """Short rollouts from a simulator snapshot under an agent's noiseless policy, closed by the
+    bootstrap of the agent's TD target.
+
+    Two kinds of agent: CQSM (its env an :class:`~cqsm.envs.ActionDiffusionWrapper`; the action
+    is a state that the score moves, with the training noise and the rate penalty), and agents
+    that act in the env's own box (TD3, SAC, ...; no noise: the next action is the noiseless
+    policy's, and the bootstrap is ``min_j Qbar_j(x', pi(x'))``, without TD3's smoothing noise or
+    SAC's entropy bonus).
+    """
 
     def __init__(self, agent, env):
-        self.agent, self.sim, self.repeat = agent, env.unwrapped, env.action_repeat
-        self.diffusion, self.n = agent.diffusion, agent.n
+        from cqsm.envs import ActionDiffusionWrapper
 
-    def _step(self, a_state: np.ndarray):
-        """Apply the action for one control step; returns ``(x, reward rate sum, terminated)``."""
-        applied = self.diffusion.applied(a_state).astype(np.float32)
+        self.agent, self.sim = agent, env.unwrapped
+        self.diffusion = getattr(agent, "diffusion", None)
+        if isinstance(env, ActionDiffusionWrapper):
+            self.repeat, self.dt = env.action_repeat, env.dt
+            space = self.diffusion.state_space()
+        else:
+            if not hasattr(agent.settings, "gamma"):
+                raise ValueError(f"{type(agent).__name__} acting in the env's box needs a gamma.")
+            self.repeat, self.dt, space = 1, float(self.sim.dt), env.action_space
+        self.low, self.high = space.low.astype(np.float64), space.high.astype(np.float64)
+        self.d = len(self.low)
+
+    def observe(self, x: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """What the policy sees after applying ``a``: ``(x, a)`` for CQSM, ``x`` otherwise."""
+        return np.concatenate([x, a]) if self.diffusion is not None else x
+
+    def _step(self, a: np.ndarray):
+        """Apply the action for one control step; returns ``(x, reward, terminated)``."""
+        applied = (self.diffusion.applied(a) if self.diffusion is not None else a).astype(
+            np.float32
+        )
         total = 0.0
         for _ in range(self.repeat):
             x, reward, terminated, _, _ = self.sim.step(applied)
@@ -97,28 +122,44 @@ class _Rollout:
                 break
         return np.asarray(x, dtype=np.float64).ravel(), total, terminated
 
-    def value(self, snapshot, a_state: np.ndarray, noise: np.ndarray, env_seed: int) -> float:
-        """Discounted return of applying ``a_state`` now and following the score with the given
+    def _move(self, x: np.ndarray, a: np.ndarray, noise: np.ndarray):
+        """The next action and the running cost charged for reaching it."""
+        agent = self.agent
+        policy = agent.act(self.observe(x, a), explore=False).astype(np.float64)
+        if self.diffusion is None:
+            return policy, 0.0
+        return self.diffusion.move(a, policy, noise), 0.5 * agent.settings.lam * (
+            float(policy @ policy) * self.dt
+        )
+
+    def value(self, snapshot, a: np.ndarray, noise: np.ndarray, env_seed: int) -> float:
+        """Discounted return of applying ``a`` now and following the policy with the given
         action noise ``(steps, d)`` for ``steps - 1`` more moves, closed by the TD target's
-        bootstrap (the rate penalty of each move, then ``min_j Qbar_j``). A stochastic env
-        draws its own noise from ``env_seed`` (MuJoCo's dynamics have none)."""
-        agent, dt = self.agent, self.diffusion.dt
-        lam, disc, base_dt = agent.settings.lam, agent.discount, agent.base_dt
+        bootstrap. A stochastic env draws its own noise from ``env_seed`` (MuJoCo's dynamics
+        have none)."""
+        agent = self.agent
+        if self.diffusion is not None:
+            disc, unit = agent.discount, agent.base_dt  # rewards are rates
+        else:
+            disc, unit = agent.settings.gamma, 1.0
         _restore(self.sim, snapshot)
         self.sim.np_random = np.random.default_rng(env_seed)
-        total, weight, a = 0.0, 1.0, a_state
+        total, weight = 0.0, 1.0
         for k in range(len(noise)):
             x, reward, terminated = self._step(a)
-            total += weight * reward * base_dt
+            total += weight * reward * unit
             if terminated:
                 return total
             weight *= disc
-            psi = agent.act(np.concatenate([x, a]), explore=False).astype(np.float64)
-            a = self.diffusion.move(a, psi, noise[k])
-            total -= weight * 0.5 * lam * float(psi @ psi) * dt
+            a, cost = self._move(x, a, noise[k])
+            total -= weight * cost
         with torch.no_grad():
-            q = agent.q_unit * torch.min(*agent.critic_target(*_tensors(x, a)))
+            q = _q_unit(agent) * torch.min(*agent.critic_target(*_tensors(x, a)))
         return total + weight * float(q)
+
+
+def _q_unit(agent) -> float:
+    return getattr(agent, "q_unit", 1.0)
 
 
 def _tensors(x: np.ndarray, a: np.ndarray):
@@ -131,19 +172,26 @@ def _tensors(x: np.ndarray, a: np.ndarray):
 def _critic_gradient(agent, x: np.ndarray, a: np.ndarray) -> np.ndarray:
     xt, at = _tensors(x, a)
     at.requires_grad_(True)
-    (grad,) = torch.autograd.grad(agent.q_unit * agent.critic.first(xt, at).sum(), at)
+    (grad,) = torch.autograd.grad(_q_unit(agent) * agent.critic.first(xt, at).sum(), at)
     return grad[0].double().numpy()
 
 
-def _episode(agent, env, seed: int, n_states: int) -> list:
+def _episode(rollout: _Rollout, env, seed: int, n_states: int) -> list:
     """``(snapshot, x_k, a_k)`` at ``n_states`` evenly spaced steps of one evaluation episode:
-    the simulator before the step and the action the score moved to."""
+    the simulator before the step and the action applied there (for CQSM, the action the score
+    moved to)."""
     obs, _ = env.reset(seed=seed)
-    visited, done = [], False
+    agent, visited, done = rollout.agent, [], False
     while not done:
-        snapshot, x = _snapshot(env.unwrapped), obs[: agent.n].astype(np.float64)
-        obs, _, terminated, truncated, _ = env.step(agent.act(obs, explore=False))
-        visited.append((snapshot, x, env.get_wrapper_state()["a"].copy()))
+        snapshot = _snapshot(env.unwrapped)
+        x = obs[: agent.n] if rollout.diffusion is not None else obs
+        action = agent.act(obs, explore=False)
+        obs, _, terminated, truncated, _ = env.step(action)
+        if rollout.diffusion is not None:
+            a = env.get_wrapper_state()["a"].copy()
+        else:
+            a = np.asarray(action, dtype=np.float64)
+        visited.append((snapshot, np.asarray(x, dtype=np.float64), a))
         done = terminated or truncated
     at = np.linspace(0, len(visited), n_states + 2)[1:-1].astype(int)
     return [visited[k] for k in sorted(set(at))]
@@ -164,27 +212,30 @@ def gradient_check(
 ) -> dict:
     """The critic's action gradient against finite differences of simulator rollouts.
 
-    ``env`` is the agent's evaluation env (an :class:`~cqsm.envs.ActionDiffusionWrapper`). The
-    states are ``n_states`` evenly spaced steps of one evaluation episode; each gets ``4 d
-    n_noise`` rollouts of ``seconds`` (``n_noise`` antithetic pairs of action noise, the same for
-    ``+h`` and ``-h``; a step past a face of the box is cut to the face). Returns
-    ``grad_cos`` (mean cosine), ``grad_ratio`` (median of ``|critic| / |finite difference|``),
-    ``grad_fd`` (mean finite-difference norm), and the per-state vectors (``states``).
+    ``env`` is the agent's evaluation env: CQSM's :class:`~cqsm.envs.ActionDiffusionWrapper`, or
+    the plain env of an agent acting in the env's box with twin critics (TD3, SAC, QSM,
+    Diffusion-QL; see :class:`_Rollout` for what their bootstrap leaves out). The states are
+    ``n_states`` evenly spaced steps of one evaluation episode; each gets ``4 d n_noise``
+    rollouts of ``seconds`` (``n_noise`` antithetic pairs of CQSM's action noise, the same for
+    ``+h`` and ``-h``; the other agents' rollouts have no noise, so they get one each), and a step
+    past a face of the box is cut to the face. Returns ``grad_cos`` (mean cosine),
+    ``grad_ratio`` (median of ``|critic| / |finite difference|``), ``grad_fd`` (mean
+    finite-difference norm), and the per-state vectors (``states``).
     """
-    rollout, diffusion = _Rollout(agent, env), agent.diffusion
-    steps = max(1, round(seconds / diffusion.dt))
-    kept = _episode(agent, env, EVAL_SEED_BASE - 1 - seed, n_states)
-    space = diffusion.state_space()
-    lo, hi = space.low.astype(np.float64), space.high.astype(np.float64)
+    rollout = _Rollout(agent, env)
+    steps, d = max(1, round(seconds / rollout.dt)), rollout.d
+    kept = _episode(rollout, env, EVAL_SEED_BASE - 1 - seed, n_states)
+    lo, hi = rollout.low, rollout.high
     rng = np.random.default_rng(seed)
     states = []
     for snapshot, x, a in kept:
-        draws = [
-            (rng.standard_normal((steps, diffusion.d)), rng.integers(2**31)) for _ in range(n_noise)
-        ]
-        draws += [(-z, env_seed) for z, env_seed in draws]  # antithetic: less variance, same mean
-        fd = np.zeros(diffusion.d)
-        for i in range(diffusion.d):
+        if rollout.diffusion is None:
+            draws = [(np.zeros((steps, d)), rng.integers(2**31))]
+        else:
+            draws = [(rng.standard_normal((steps, d)), rng.integers(2**31)) for _ in range(n_noise)]
+            draws += [(-z, env_seed) for z, env_seed in draws]  # antithetic: less variance
+        fd = np.zeros(d)
+        for i in range(d):
             up, down = a.copy(), a.copy()
             up[i], down[i] = min(a[i] + h, hi[i]), max(a[i] - h, lo[i])
             diffs = [
@@ -250,22 +301,26 @@ def critic_slices(agent, observations: np.ndarray, points: int = 41) -> pd.DataF
 
 
 def diagnose_run(run_dir, n_states: int = 6, n_slices: int = 20) -> dict:
-    """The critic diagnostics of a finished CQSM run (its last checkpoint, critics included):
-    ``lag`` (mean distance from the score's move to the critic's best reachable action along each
+    """The critic diagnostics of a finished run (its last checkpoint, critics included):
+    :func:`gradient_check`'s ``grad_cos``, ``grad_ratio`` and ``grad_fd`` at one control step,
+    for any agent with twin critics; for CQSM also, from :func:`critic_slices`, ``lag`` (mean
+    distance from the score's move to the critic's best reachable action along each
     coordinate), ``best_at_face`` (how often the critic's best action along a coordinate is at a
-    face), and :func:`gradient_check`'s ``grad_cos`` and ``grad_ratio`` at one control step."""
+    face) and ``move_at_face`` (how often the score's move is)."""
     from cqsm.evaluation import evaluate, load_run
 
     settings, env, agent = load_run(run_dir, whole=True)
+    one_step = getattr(env, "dt", None) or env.unwrapped.dt
+    check = gradient_check(agent, env, n_states=n_states, seconds=one_step)
+    out = {k: check[k] for k in ("grad_cos", "grad_ratio", "grad_fd")}
+    if settings.algo != "cqsm":
+        return out
     frames: list = []
     evaluate(agent, env, 1, settings.seed, frames=frames)
     observations = np.array([obs for _, obs in frames[:: max(1, len(frames) // n_slices)]])
     slices = critic_slices(agent, observations)
-    check = gradient_check(agent, env, n_states=n_states, seconds=env.dt)
     return {
         "lag": float((slices.best_reachable - slices.a_hat).abs().mean()),
         "best_at_face": float((slices.best.abs() > 0.95).mean()),
         "move_at_face": float((slices.a_hat.abs() > 0.95).mean()),
-        "grad_cos": check["grad_cos"],
-        "grad_ratio": check["grad_ratio"],
-    }
+    } | out

@@ -1,6 +1,7 @@
 """The simulator diagnostics: action statistics, snapshots, and the finite-difference check of
 the critic's action gradient against the LQ closed form."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -133,3 +134,64 @@ def test_critic_slices_find_the_best_action_and_what_one_move_reaches():
         assert r.best == pytest.approx(c[r.dim], abs=0.026)
         reach = np.clip(c[r.dim], a_prev[r.state, r.dim] - step, a_prev[r.state, r.dim] + step)
         assert r.best_reachable == pytest.approx(reach, abs=0.051)
+
+
+class _Drift(gym.Env):
+    """``x' = x + a``, reward ``-|x|^2``: a deterministic env for agents acting in the box."""
+
+    dt = 0.1
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(-10.0, 10.0, (2,))
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,))
+        self.x = np.zeros(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x, self.k = self.np_random.uniform(-1, 1, 2), 0
+        return self.x.astype(np.float32), {}
+
+    def step(self, a):
+        reward = -float(self.x @ self.x)
+        self.x, self.k = self.x + np.asarray(a, dtype=np.float64), self.k + 1
+        return self.x.astype(np.float32), reward, False, self.k >= 20, {}
+
+
+class _QuadraticQ(nn.Module):
+    """``Q(x, a) = -c |x + a|^2`` as twin critics."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+
+    def first(self, x, a):
+        return -self.c * ((x + a) ** 2).sum(-1)
+
+    def forward(self, x, a):
+        return self.first(x, a), self.first(x, a)
+
+
+class _HalfwayAgent:
+    """An agent acting in the env's box: ``pi(x) = -x / 2`` (clipped), with given critics."""
+
+    def __init__(self, critic, target, gamma):
+        self.critic, self.critic_target = critic, target
+        self.settings = type("S", (), {"gamma": gamma})()
+
+    def act(self, obs, explore=True):
+        return np.clip(-0.5 * np.asarray(obs), -1, 1)
+
+
+def test_the_gradient_check_of_an_agent_acting_in_the_box():
+    # One step: value(a) = -|x|^2 + gamma * Qbar(x + a, pi(x + a)), Qbar = -c|y + pi(y)|^2 with
+    # y = x + a, so grad_a value = -2 gamma c (1/2)^2 (x + a) where pi is not clipped.
+    gamma, c = 0.9, 2.0
+    agent = _HalfwayAgent(_QuadraticQ(gamma * c / 4), _QuadraticQ(c), gamma)
+    check = gradient_check(agent, _Drift(), n_states=4, seconds=0.1, h=0.01)
+    assert check["grad_cos"] == pytest.approx(1.0, abs=1e-6)
+    assert check["grad_ratio"] == pytest.approx(1.0, rel=1e-4)
+    for state in check["states"]:
+        exact = -2 * gamma * c * 0.25 * (state["x"] + state["a"])
+        np.testing.assert_allclose(state["fd"], exact, rtol=1e-4, atol=1e-6)
+    agent.critic = _QuadraticQ(-gamma * c / 4)  # the opposite slope is caught
+    assert gradient_check(agent, _Drift(), n_states=4, seconds=0.1, h=0.01)["grad_cos"] < -0.999

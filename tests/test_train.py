@@ -253,3 +253,39 @@ def test_relaxation_score_moves_the_action_toward_a_target_in_the_box():
         CQSMSettings(relaxation=0.05, boundary="squash")
     with pytest.raises(SettingsError, match="relaxation must be a positive"):
         CQSMSettings(relaxation=0.0)
+
+
+def test_target_score_and_target_noise(tmp_path):
+    # the target score lags the score by Polyak averaging, is saved, and a run that uses it
+    # resumes exactly
+    settings = tiny(tmp_path / "whole", agent={"hidden": (32, 32), "target_score": True})
+    whole = train(settings)
+    agent = load_run(whole.run_dir, whole=True)[2]
+    assert "score_target" in agent.state_dict()
+    lagged = [
+        (t - p).abs().max().item()
+        for t, p in zip(agent.score_target.parameters(), agent.score_net.parameters(), strict=True)
+    ]
+    assert max(lagged) > 0
+    train(tiny(tmp_path / "short", total_steps=400, agent=settings.agent.__dict__))
+    longer = train(tiny(tmp_path / "short", resume=True, agent=settings.agent.__dict__))
+    pd.testing.assert_frame_equal(rows_without_timing(longer.rows), rows_without_timing(whole.rows))
+    # target noise: the next action stays in the box, and its spread grows with the setting
+    spreads = []
+    for noise in (0.0, 0.3):
+        s = TrainSettings.for_task(
+            "HalfCheetah-v5", agent={"boundary": "project", "target_noise": noise, "sigma_a": 0.0}
+        )
+        agent = CQSMAgent(s.agent, make_env(s, explore=True))
+        next_obs = torch.zeros(4000, agent.n + 6)
+        captured = []
+        agent.critic_target = lambda x, a, keep=captured: (keep.append(a), (a[:, 0], a[:, 0]))[1]
+        batch = {"next_obs": next_obs, "reward": torch.zeros(4000), "terminated": torch.zeros(4000)}
+        agent.td_target(batch)
+        a_next = captured[0]
+        assert a_next.abs().max() <= 1.0
+        spreads.append(a_next.std(0).mean().item())
+    assert spreads[0] == pytest.approx(0.0, abs=1e-6)  # sigma_a = 0: no noise at all
+    assert spreads[1] == pytest.approx(0.3, rel=0.1)  # clipped at 2.5 sd: about 0.3
+    with pytest.raises(SettingsError, match="target_noise"):
+        CQSMSettings(target_noise=-0.1)

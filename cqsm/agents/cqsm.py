@@ -12,6 +12,8 @@ The action is a diffusion ``da = Psi dt + sigma_a dB`` (run by
 
    with ``a'_{k+1}`` re-sampled from the *current* score (the action dynamics are known), so
    replayed transitions give exact off-policy evaluation; ``terminated`` stops bootstrapping.
+   Optionally ``Psi'`` comes from a Polyak-averaged target score (``target_score``) and
+   ``a'_{k+1}`` carries extra clipped noise (``target_noise``), TD3's two stabilisers of its target.
 2. **Score** (policy improvement), one of
    - Q-score matching: ``|Psi_theta - grad_a Q_phi(x, a_hat) / lam|^2`` with ``a_hat = a_prev +
      Psi_theta dt`` held fixed (``"score_matching"``), or the same loss divided by the batch's
@@ -33,6 +35,7 @@ the control interval. ``q_unit`` only rescales the critics' outputs.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -91,6 +94,12 @@ class CQSMSettings:
     relaxation: float | None = None
     """None: the network gives the score, rate_scale * tanh(.); a time in seconds: the score
     relaxes the action toward a target g_theta(x, a) in the box, Psi = (g_theta - a) / relaxation"""
+    target_score: bool = False
+    """move the TD target's next action by a Polyak-averaged copy of the score (rate tau, moved
+    with each score update), as TD3's target actor; False: by the current score"""
+    target_noise: float = 0.0
+    """extra noise on the TD target's next action, action units, clipped at 2.5 standard
+    deviations (TD3's target policy smoothing); the action process's own noise is always there"""
 
     def __post_init__(self):
         check_positive(self, "lam", "critic_lr", "score_lr", "tau", "q_unit")
@@ -101,6 +110,10 @@ class CQSMSettings:
         if self.actor not in ACTOR_FORMS:
             raise SettingsError(f"Unknown actor form {self.actor!r}; choose one of {ACTOR_FORMS}.")
         check_positive(self, "score_every", integer=True)
+        if not (math.isfinite(self.target_noise) and self.target_noise >= 0):
+            raise SettingsError(
+                f"CQSMSettings.target_noise must be >= 0 (action units); got {self.target_noise!r}."
+            )
         if self.relaxation is not None:
             check_positive(self, "relaxation")
             if self.boundary == "squash":
@@ -149,6 +162,9 @@ class CQSMAgent(Saved):
         self.q_unit = s.q_unit
         d = self.diffusion.d
         self.score_net = mlp(self.n + d, s.hidden, d)
+        if s.target_score:
+            self.score_target = copy.deepcopy(self.score_net).requires_grad_(False)
+            self.PARTS = type(self).PARTS + ("score_target",)
         self.critic, self.critic_target, self.critic_opt = with_target(
             TwinCritic(self.n, d, s.hidden), s.critic_lr
         )
@@ -157,9 +173,10 @@ class CQSMAgent(Saved):
             self.box = ActionBox(env.env.action_space, "A relaxation score")
         self.updates = 0
 
-    def score(self, obs: torch.Tensor) -> torch.Tensor:
-        """``Psi_theta(x, a_prev)`` in action units per second, bounded by the rate scale."""
-        out = torch.tanh(self.score_net(obs))
+    def score(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """``Psi_theta(x, a_prev)`` in action units per second, bounded by the rate scale
+        (``target=True``: the target score's)."""
+        out = torch.tanh((self.score_target if target else self.score_net)(obs))
         if self.settings.relaxation is None:
             return self.rate_scale * out
         target = self.box.to_env(out)
@@ -173,12 +190,17 @@ class CQSMAgent(Saved):
 
     @torch.no_grad()
     def td_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The discretised martingale condition, ``a'_{k+1}`` re-sampled from the current score."""
+        """The discretised martingale condition, ``a'_{k+1}`` re-sampled from the current score
+        (or the target score), with the target noise if any."""
         s, n, dt = self.settings, self.n, self.dt
         next_obs = batch["next_obs"]
         x_next, a = next_obs[:, :n], next_obs[:, n:]  # (x_{k+1}, a_k): a_k was applied at x_k
-        psi_next = self.score(next_obs)
+        psi_next = self.score(next_obs, target=s.target_score)
         a_next = self.diffusion.move(a, psi_next, torch.randn_like(a))
+        if s.target_noise:
+            smoothing = s.target_noise * torch.randn_like(a)
+            limit = 2.5 * s.target_noise
+            a_next = self.diffusion.keep(a_next + smoothing.clamp(-limit, limit))
         q_next = self.q_unit * torch.min(*self.critic_target(x_next, a_next))
         future = q_next - 0.5 * s.lam * psi_next.square().sum(-1) * dt
         # rewards are rates; a terminated episode has no future, a truncated one does
@@ -214,6 +236,8 @@ class CQSMAgent(Saved):
                 score_loss = score_loss / target_psi.square().sum(-1).mean().clamp_min(1e-12)
         descend(self.score_opt, score_loss)
         soft_update(self.critic_target, self.critic, s.tau)
+        if s.target_score:
+            soft_update(self.score_target, self.score_net, s.tau)
         with torch.no_grad():
             if s.actor == "feynman_kac":
                 grad_a = -a_hat.grad * (x.shape[0] * dt)
