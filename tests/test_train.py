@@ -249,6 +249,17 @@ def test_relaxation_score_moves_the_action_toward_a_target_in_the_box():
     moved = agent.diffusion.mean_move(obs[:, agent.n :], agent.score(obs))
     # relaxation time = control interval: one move reaches the target
     torch.testing.assert_close(moved, target, atol=1e-5, rtol=0)
+    # a score that sees the state alone: its target is a policy of x, whatever a_prev was
+    blind = TrainSettings.for_task(
+        "HalfCheetah-v5",
+        agent={"relaxation": 0.05, "boundary": "project", "score_sees_action": False},
+    )
+    agent = CQSMAgent(blind.agent, make_env(blind, explore=True))
+    other = obs.clone()
+    other[:, agent.n :] = -obs[:, agent.n :]
+    for seen in (obs, other):
+        moved = agent.diffusion.mean_move(seen[:, agent.n :], agent.score(seen))
+        torch.testing.assert_close(moved, torch.tanh(agent.score_net(obs[:, : agent.n])))
     with pytest.raises(SettingsError, match="relaxation score"):
         CQSMSettings(relaxation=0.05, boundary="squash")
     with pytest.raises(SettingsError, match="relaxation must be a positive"):

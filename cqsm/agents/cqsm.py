@@ -94,6 +94,9 @@ class CQSMSettings:
     relaxation: float | None = None
     """None: the network gives the score, rate_scale * tanh(.); a time in seconds: the score
     relaxes the action toward a target g_theta(x, a) in the box, Psi = (g_theta - a) / relaxation"""
+    score_sees_action: bool = True
+    """the score's input: (x, a_prev) (True), or x alone (False: with a relaxation score, the
+    target g_theta(x) is then a policy of the state alone, as TD3's actor)"""
     target_score: bool = False
     """move the TD target's next action by a Polyak-averaged copy of the score (rate tau, moved
     with each score update), as TD3's target actor; False: by the current score"""
@@ -161,7 +164,7 @@ class CQSMAgent(Saved):
         self.discount = math.exp(-self.beta * self.dt)
         self.q_unit = s.q_unit
         d = self.diffusion.d
-        self.score_net = mlp(self.n + d, s.hidden, d)
+        self.score_net = mlp(self.n + d if s.score_sees_action else self.n, s.hidden, d)
         if s.target_score:
             self.score_target = copy.deepcopy(self.score_net).requires_grad_(False)
             self.PARTS = type(self).PARTS + ("score_target",)
@@ -176,7 +179,8 @@ class CQSMAgent(Saved):
     def score(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
         """``Psi_theta(x, a_prev)`` in action units per second, bounded by the rate scale
         (``target=True``: the target score's)."""
-        out = torch.tanh((self.score_target if target else self.score_net)(obs))
+        seen = obs if self.settings.score_sees_action else obs[:, : self.n]
+        out = torch.tanh((self.score_target if target else self.score_net)(seen))
         if self.settings.relaxation is None:
             return self.rate_scale * out
         target = self.box.to_env(out)
