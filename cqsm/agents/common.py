@@ -163,13 +163,15 @@ def with_target(net: nn.Module, lr: float) -> tuple[nn.Module, nn.Module, torch.
     return net, target, torch.optim.Adam(net.parameters(), lr=lr, fused=True)
 
 
-def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip_norm=None) -> None:
-    """One optimiser step on ``loss``: clear the gradients, backpropagate, clip their norm to
+def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip_norm=None, also=()) -> None:
+    """One optimiser step on ``loss``: clear the gradients, backpropagate into the optimiser's
+    parameters only (an actor's loss passes through the critics, whose own weight gradients
+    would be wasted work) and into the tensors ``also``, clip the parameters' gradient norm to
     ``clip_norm`` if given, step."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    loss.backward(inputs=params + list(also))
     if clip_norm is not None:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
         nn.utils.clip_grad_norm_(params, clip_norm)
     optimizer.step()
 

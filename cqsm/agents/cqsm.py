@@ -238,7 +238,7 @@ class CQSMAgent(Saved):
             score_loss = (psi - target_psi).square().sum(-1).mean()
             if s.actor == "scale_free":
                 score_loss = score_loss / target_psi.square().sum(-1).mean().clamp_min(1e-12)
-        descend(self.score_opt, score_loss)
+        descend(self.score_opt, score_loss, also=(a_hat,) if s.actor == "feynman_kac" else ())
         soft_update(self.critic_target, self.critic, s.tau)
         if s.target_score:
             soft_update(self.score_target, self.score_net, s.tau)
