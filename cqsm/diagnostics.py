@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cqsm.envs.action_diffusion import ActionDiffusionWrapper, repeat_step
 from cqsm.evaluation import EVAL_SEED_BASE
 
 __all__ = ["action_statistics", "gradient_check", "critic_slices", "diagnose_run"]
@@ -91,8 +92,6 @@ class _Rollout:
     """
 
     def __init__(self, agent, env):
-        from cqsm.envs import ActionDiffusionWrapper
-
         self.agent, self.sim = agent, env.unwrapped
         self.diffusion = getattr(agent, "diffusion", None)
         if isinstance(env, ActionDiffusionWrapper):
@@ -114,12 +113,7 @@ class _Rollout:
         applied = (self.diffusion.applied(a) if self.diffusion is not None else a).astype(
             np.float32
         )
-        total = 0.0
-        for _ in range(self.repeat):
-            x, reward, terminated, _, _ = self.sim.step(applied)
-            total += float(reward)
-            if terminated:
-                break
+        x, total, terminated, _, _ = repeat_step(self.sim, applied, self.repeat)
         return np.asarray(x, dtype=np.float64).ravel(), total, terminated
 
     def _move(self, x: np.ndarray, a: np.ndarray, noise: np.ndarray):

@@ -151,6 +151,18 @@ class ActionDiffusion:
         return self.keep(a + psi * self.dt + self.sigma_a * math.sqrt(self.dt) * eps)
 
 
+def repeat_step(env: gym.Env, action, repeat: int):
+    """Apply ``action`` for ``repeat`` steps of ``env`` (fewer if the episode ends); returns the
+    last step's ``(x, terminated, truncated, info)`` with the rewards summed, in gym's order."""
+    total, terminated, truncated = 0.0, False, False
+    for _ in range(repeat):
+        x, reward, terminated, truncated, info = env.step(action)
+        total += float(reward)
+        if terminated or truncated:
+            break
+    return x, total, terminated, truncated, info
+
+
 class ActionDiffusionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Make a ``Box``-action env the augmented continuous-time system of the book.
 
@@ -263,12 +275,7 @@ class ActionDiffusionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         )
         self._a = self.diffusion.move(self._a, psi, eps)
         applied = self.diffusion.applied(self._a).astype(self.env.action_space.dtype)
-        total, terminated, truncated = 0.0, False, False
-        for _ in range(self.action_repeat):
-            x, reward, terminated, truncated, info = self.env.step(applied)
-            total += float(reward)
-            if terminated or truncated:
-                break
+        x, total, terminated, truncated, info = repeat_step(self.env, applied, self.action_repeat)
         info = dict(info, applied_action=applied, score=psi, dt=self.dt)
         return self._observe(x), total, terminated, truncated, info
 
