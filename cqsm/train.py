@@ -296,6 +296,8 @@ def train(settings: TrainSettings, on_eval=None) -> TrainResult:
             episode_return = 0.0
         if step < s.learning_starts:
             action = env.action_space.sample()
+            if hasattr(agent, "warmup_action"):  # CQSM: where the warm-up's randomness goes
+                action = agent.warmup_action(obs, action)
         else:
             action = agent.act(obs, explore=True)
         next_obs, reward, terminated, truncated, _ = env.step(action)

@@ -300,3 +300,31 @@ def test_target_score_and_target_noise(tmp_path):
     assert spreads[1] == pytest.approx(0.3, rel=0.1)  # clipped at 2.5 sd: about 0.3
     with pytest.raises(SettingsError, match="target_noise"):
         CQSMSettings(target_noise=-0.1)
+
+
+def test_action_warmup_draws_the_applied_action_uniformly_in_the_box():
+    agent_settings = {"relaxation": 0.05, "boundary": "project", "sigma_a": 0.0}
+    spread = {}
+    for warmup in ("score", "action"):
+        s = TrainSettings.for_task("HalfCheetah-v5", agent=agent_settings | {"warmup": warmup})
+        env = make_env(s, explore=True)
+        agent = CQSMAgent(s.agent, env)
+        obs, _ = env.reset(seed=0)
+        env.action_space.seed(0)
+        applied = []
+        for _ in range(3000):
+            obs, *_ = env.step(agent.warmup_action(obs, env.action_space.sample()))
+            applied.append(obs[agent.n :])
+        applied = np.array(applied)
+        spread[warmup] = (np.abs(applied) > 0.999).mean()
+        if warmup == "action":  # uniform on [-1, 1]^6: mean 0, variance 1/3, no mass at a face
+            assert np.abs(applied.mean(0)).max() < 0.05
+            np.testing.assert_allclose(applied.var(0), 1 / 3, rtol=0.1)
+    assert spread["action"] < 0.01 < 0.3 < spread["score"]  # random drifts pile up at the faces
+    with pytest.raises(SettingsError, match="warm-up"):
+        CQSMSettings(warmup="gaussian")
+    with pytest.raises(SettingsError, match="squash"):
+        CQSMSettings(warmup="action", boundary="squash")
+    slow = TrainSettings.for_task("HalfCheetah-v5", agent={"warmup": "action"})
+    with pytest.raises(SettingsError, match="rate scale of at least 40"):
+        CQSMAgent(slow.agent, make_env(slow, explore=True))

@@ -57,9 +57,10 @@ from cqsm.agents.common import (
 from cqsm.envs import ActionDiffusionWrapper, EnvError
 from cqsm.settings import SettingsError, check_positive
 
-__all__ = ["CQSMSettings", "CQSMAgent", "ACTOR_FORMS"]
+__all__ = ["CQSMSettings", "CQSMAgent", "ACTOR_FORMS", "WARMUPS"]
 
 ACTOR_FORMS = ("score_matching", "scale_free", "feynman_kac")
+WARMUPS = ("score", "action")
 
 
 @dataclass
@@ -97,6 +98,10 @@ class CQSMSettings:
     score_sees_action: bool = True
     """the score's input: (x, a_prev) (True), or x alone (False: with a relaxation score, the
     target g_theta(x) is then a policy of the state alone, as TD3's actor)"""
+    warmup: str = "score"
+    """the uniformly random warm-up: 'score' draws the score uniformly in +-rate_scale (the action
+    wanders with random drifts); 'action' moves the action to a uniform point of the env's box in
+    one step, as the baselines' warm-up (needs a rate scale of a box width per step)"""
     target_score: bool = False
     """move the TD target's next action by a Polyak-averaged copy of the score (rate tau, moved
     with each score update), as TD3's target actor; False: by the current score"""
@@ -113,6 +118,13 @@ class CQSMSettings:
         if self.actor not in ACTOR_FORMS:
             raise SettingsError(f"Unknown actor form {self.actor!r}; choose one of {ACTOR_FORMS}.")
         check_positive(self, "score_every", integer=True)
+        if self.warmup not in WARMUPS:
+            raise SettingsError(f"Unknown warm-up {self.warmup!r}; choose one of {WARMUPS}.")
+        if self.warmup == "action" and self.boundary == "squash":
+            raise SettingsError(
+                "The 'action' warm-up draws actions in the env's box; it needs boundary "
+                "'reflect' or 'project', not 'squash'."
+            )
         if not (math.isfinite(self.target_noise) and self.target_noise >= 0):
             raise SettingsError(
                 f"CQSMSettings.target_noise must be >= 0 (action units); got {self.target_noise!r}."
@@ -172,8 +184,14 @@ class CQSMAgent(Saved):
             TwinCritic(self.n, d, s.hidden), s.critic_lr
         )
         self.score_opt = torch.optim.Adam(self.score_net.parameters(), lr=s.score_lr, fused=True)
-        if s.relaxation is not None:  # its targets live in the env's own box
-            self.box = ActionBox(env.env.action_space, "A relaxation score")
+        if s.relaxation is not None or s.warmup == "action":  # targets in the env's own box
+            self.box = ActionBox(env.env.action_space, "A relaxation score or warm-up")
+            reach = float((self.box.high - self.box.low).max()) / self.dt
+            if s.warmup == "action" and self.rate_scale < reach * (1 - 1e-6):
+                raise SettingsError(
+                    f"The 'action' warm-up moves across the box in one step: it needs a rate "
+                    f"scale of at least {reach:g} per second here; got {self.rate_scale:g}."
+                )
         self.updates = 0
 
     def score(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
@@ -186,6 +204,17 @@ class CQSMAgent(Saved):
         target = self.box.to_env(out)
         psi = (target - obs[:, self.n :]) / self.settings.relaxation
         return psi.clamp(-self.rate_scale, self.rate_scale)
+
+    def warmup_action(self, obs: np.ndarray, draw: np.ndarray) -> np.ndarray:
+        """The warm-up's score from ``draw``, a uniform draw of the score box: the draw itself
+        ('score'), or the score that moves the action to the matching point of the env's box
+        ('action'; the same random numbers either way)."""
+        if self.settings.warmup == "score":
+            return draw
+        unit = draw / self.rate_scale  # uniform in [-1, 1]
+        target = self.box.to_env(torch.as_tensor(unit, dtype=torch.float32)).numpy()
+        psi = (target - obs[self.n :]) / self.dt
+        return np.clip(psi, -self.rate_scale, self.rate_scale).astype(draw.dtype)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
