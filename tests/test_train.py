@@ -9,6 +9,7 @@ import torch
 
 from cqsm import cli, results
 from cqsm.agents import CQSMAgent, CQSMSettings
+from cqsm.envs import ActionDiffusionWrapper
 from cqsm.evaluation import load_run
 from cqsm.settings import SettingsError
 from cqsm.train import TrainingDiverged, TrainSettings, make_env, train
@@ -325,6 +326,16 @@ def test_action_warmup_draws_the_applied_action_uniformly_in_the_box():
         CQSMSettings(warmup="gaussian")
     with pytest.raises(SettingsError, match="squash"):
         CQSMSettings(warmup="action", boundary="squash")
-    slow = TrainSettings.for_task("HalfCheetah-v5", agent={"warmup": "action"})
-    with pytest.raises(SettingsError, match="rate scale of at least 40"):
-        CQSMAgent(slow.agent, make_env(slow, explore=True))
+    # a slow score (ten box widths per second) keeps its bound; the warm-up still jumps
+    slow = TrainSettings.for_task("HalfCheetah-v5", agent={"warmup": "action", "sigma_a": 0.0})
+    env = make_env(slow, explore=True)
+    agent = CQSMAgent(slow.agent, env)
+    assert agent.rate_scale == pytest.approx(20.0) and env.rate_scale == pytest.approx(40.0)
+    assert agent.score(torch.full((1, agent.n + 6), 50.0)).abs().max() <= 20.0
+    obs, _ = env.reset(seed=0)
+    draw = env.action_space.sample()
+    obs, *_ = env.step(agent.warmup_action(obs, draw))
+    np.testing.assert_allclose(obs[agent.n :], draw / 40.0, atol=1e-5)
+    manual = ActionDiffusionWrapper(make_env(slow, explore=True).env, sigma_a=0.0)
+    with pytest.raises(SettingsError, match="at least 40"):
+        CQSMAgent(slow.agent, manual)

@@ -55,6 +55,7 @@ from cqsm.agents.common import (
     with_target,
 )
 from cqsm.envs import ActionDiffusionWrapper, EnvError
+from cqsm.envs.action_diffusion import default_rate_scale
 from cqsm.settings import SettingsError, check_positive
 
 __all__ = ["CQSMSettings", "CQSMAgent", "ACTOR_FORMS", "WARMUPS"]
@@ -101,7 +102,8 @@ class CQSMSettings:
     warmup: str = "score"
     """the uniformly random warm-up: 'score' draws the score uniformly in +-rate_scale (the action
     wanders with random drifts); 'action' moves the action to a uniform point of the env's box in
-    one step, as the baselines' warm-up (needs a rate scale of a box width per step)"""
+    one step, as the baselines' warm-up (the env then lets a warm-up move cross the box in one
+    step; the score keeps its own bound)"""
     target_score: bool = False
     """move the TD target's next action by a Polyak-averaged copy of the score (rate tau, moved
     with each score update), as TD3's target actor; False: by the current score"""
@@ -150,11 +152,13 @@ class CQSMAgent(Saved):
     def wrap(
         env: gym.Env, settings: CQSMSettings, explore: bool, action_repeat: int = 1
     ) -> gym.Env:
-        rate_scale = settings.rate_scale
-        if rate_scale is None and settings.relaxation is not None:
-            # fast enough that relaxing across the whole box is never cut short
+        rate_scale = CQSMAgent.score_bound(settings, env.action_space)
+        base_dt = getattr(env.unwrapped, "dt", None)  # the wrapper says so if it is missing
+        if settings.warmup == "action" and base_dt is not None:
+            # the warm-up jumps anywhere in the box in one step; the score keeps its own bound
             space = env.action_space
-            rate_scale = float(np.max(space.high - space.low)) / settings.relaxation
+            reach = float(np.max(space.high - space.low)) / (action_repeat * base_dt)
+            rate_scale = max(rate_scale, reach)
         return ActionDiffusionWrapper(
             env,
             sigma_a=settings.sigma_a,
@@ -164,6 +168,16 @@ class CQSMAgent(Saved):
             explore=explore,
         )
 
+    @staticmethod
+    def score_bound(settings: CQSMSettings, space: gym.spaces.Box) -> float:
+        """The largest score value: the rate scale, else (relaxation) fast enough that relaxing
+        across the whole box is never cut short, else ten box widths per second."""
+        if settings.rate_scale is not None:
+            return settings.rate_scale
+        if settings.relaxation is not None:
+            return float(np.max(space.high - space.low)) / settings.relaxation
+        return default_rate_scale(space)
+
     def __init__(self, settings: CQSMSettings, env: gym.Env):
         if not isinstance(env, ActionDiffusionWrapper):
             raise EnvError(
@@ -171,7 +185,8 @@ class CQSMAgent(Saved):
             )
         self.settings = s = settings
         self.n, self.diffusion = env.n, env.diffusion
-        self.dt, self.base_dt, self.rate_scale = env.dt, env.base_dt, env.rate_scale
+        self.dt, self.base_dt, self.reach = env.dt, env.base_dt, env.rate_scale
+        self.rate_scale = min(env.rate_scale, self.score_bound(s, env.env.action_space))
         self.beta = s.beta if s.beta is not None else -math.log(0.99) / env.base_dt
         self.discount = math.exp(-self.beta * self.dt)
         self.q_unit = s.q_unit
@@ -187,10 +202,11 @@ class CQSMAgent(Saved):
         if s.relaxation is not None or s.warmup == "action":  # targets in the env's own box
             self.box = ActionBox(env.env.action_space, "A relaxation score or warm-up")
             reach = float((self.box.high - self.box.low).max()) / self.dt
-            if s.warmup == "action" and self.rate_scale < reach * (1 - 1e-6):
+            if s.warmup == "action" and self.reach < reach * (1 - 1e-6):
                 raise SettingsError(
-                    f"The 'action' warm-up moves across the box in one step: it needs a rate "
-                    f"scale of at least {reach:g} per second here; got {self.rate_scale:g}."
+                    f"The 'action' warm-up moves across the box in one step: the env's rate "
+                    f"scale must be at least {reach:g} per second here; got {self.reach:g}. "
+                    "Build the env with CQSMAgent.wrap."
                 )
         self.updates = 0
 
@@ -211,10 +227,10 @@ class CQSMAgent(Saved):
         ('action'; the same random numbers either way)."""
         if self.settings.warmup == "score":
             return draw
-        unit = draw / self.rate_scale  # uniform in [-1, 1]
+        unit = draw / self.reach  # uniform in [-1, 1]
         target = self.box.to_env(torch.as_tensor(unit, dtype=torch.float32)).numpy()
         psi = (target - obs[self.n :]) / self.dt
-        return np.clip(psi, -self.rate_scale, self.rate_scale).astype(draw.dtype)
+        return np.clip(psi, -self.reach, self.reach).astype(draw.dtype)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:

@@ -151,6 +151,13 @@ class ActionDiffusion:
         return self.keep(a + psi * self.dt + self.sigma_a * math.sqrt(self.dt) * eps)
 
 
+def default_rate_scale(space: gym.spaces.Box) -> float:
+    """Sweep the box in 0.1 s: ten box widths per second (an infinite side counts as 2)."""
+    low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+    width = np.where(np.isfinite(high - low), high - low, 2.0)
+    return float(np.max(width)) / 0.1
+
+
 def repeat_step(env: gym.Env, action, repeat: int):
     """Apply ``action`` for ``repeat`` steps of ``env`` (fewer if the episode ends); returns the
     last step's ``(x, terminated, truncated, info)`` with the rewards summed, in gym's order."""
@@ -219,8 +226,7 @@ class ActionDiffusionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.action_repeat = int(action_repeat)
         low, high = space.low.astype(np.float64), space.high.astype(np.float64)
         if rate_scale is None:
-            width = np.where(np.isfinite(high - low), high - low, 2.0)
-            rate_scale = float(np.max(width)) / 0.1
+            rate_scale = default_rate_scale(space)
         self.rate_scale = _check_positive("rate_scale", rate_scale)
         self.diffusion = ActionDiffusion(
             low, high, self.action_repeat * self.base_dt, float(sigma_a), boundary
