@@ -31,7 +31,14 @@ import torch
 from cqsm.envs.action_diffusion import ActionDiffusionWrapper, repeat_step
 from cqsm.evaluation import EVAL_SEED_BASE
 
-__all__ = ["action_statistics", "gradient_check", "critic_slices", "diagnose_run"]
+__all__ = [
+    "action_statistics",
+    "gradient_check",
+    "critic_slices",
+    "diagnose_run",
+    "warmup_states_and_actions",
+    "action_predictability",
+]
 
 
 def action_statistics(applied: np.ndarray, low: np.ndarray, high: np.ndarray, dt: float) -> dict:
@@ -318,3 +325,47 @@ def diagnose_run(run_dir, n_states: int = 6, n_slices: int = 20) -> dict:
         "best_at_face": float((slices.best.abs() > 0.95).mean()),
         "move_at_face": float((slices.a_hat.abs() > 0.95).mean()),
     } | out
+
+
+def warmup_states_and_actions(settings, steps: int, seed: int = 0):
+    """The states ``x_k`` and the actions ``a_k`` applied in them during ``steps`` steps of a
+    run's uniformly random warm-up (``settings``: a :class:`cqsm.train.TrainSettings`), as the
+    training loop draws them."""
+    from cqsm.train import make_agent, make_env
+
+    env = make_env(settings, explore=True)
+    agent = make_agent(settings, env)
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    xs, actions = [], []
+    for _ in range(steps):
+        draw = env.action_space.sample()
+        action = agent.warmup_action(obs, draw) if hasattr(agent, "warmup_action") else draw
+        x = obs[: agent.n] if hasattr(agent, "n") else obs
+        obs, _, terminated, truncated, info = env.step(action)
+        xs.append(x)
+        actions.append(info.get("applied_action", action))
+        if terminated or truncated:
+            obs, _ = env.reset()
+    return np.array(xs, dtype=np.float64), np.array(actions, dtype=np.float64)
+
+
+def action_predictability(x: np.ndarray, a: np.ndarray, holdout: float = 0.3) -> float:
+    """How much of the actions in a replay the states they were taken in predict: the held-out
+    ``R^2`` (pooled over coordinates) of a least-squares linear fit of ``a_k`` on ``x_k``.
+
+    Near 0, the actions vary independently of the state, and a critic fitted to these
+    transitions can tell the action's effect from the state's; near 1, every state comes with
+    much the same action, and ``grad_a Q`` is left to extrapolation.
+    """
+    x, a = np.asarray(x, dtype=np.float64), np.asarray(a, dtype=np.float64)
+    if len(x) != len(a) or len(x) < 10:
+        raise ValueError(
+            f"Need matching rows of states and actions (10 or more); got {len(x)} and {len(a)}."
+        )
+    cut = int(len(x) * (1 - holdout))
+    design = np.hstack([x, np.ones((len(x), 1))])
+    coef, *_ = np.linalg.lstsq(design[:cut], a[:cut], rcond=None)
+    residual = a[cut:] - design[cut:] @ coef
+    spread = a[cut:] - a[:cut].mean(0)
+    return float(1 - (residual**2).sum() / max((spread**2).sum(), 1e-300))

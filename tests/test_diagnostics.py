@@ -11,9 +11,11 @@ from cqsm.agents.cqsm import CQSMAgent, CQSMSettings
 from cqsm.diagnostics import (
     _restore,
     _snapshot,
+    action_predictability,
     action_statistics,
     critic_slices,
     gradient_check,
+    warmup_states_and_actions,
 )
 from cqsm.envs import LinearQuadraticEnv
 from cqsm.evaluation import evaluate
@@ -195,3 +197,27 @@ def test_the_gradient_check_of_an_agent_acting_in_the_box():
         np.testing.assert_allclose(state["fd"], exact, rtol=1e-4, atol=1e-6)
     agent.critic = _QuadraticQ(-gamma * c / 4)  # the opposite slope is caught
     assert gradient_check(agent, _Drift(), n_states=4, seconds=0.1, h=0.01)["grad_cos"] < -0.999
+
+
+def test_action_predictability_tells_independent_from_state_driven_actions():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 5))
+    independent = rng.uniform(-1, 1, (4000, 2))
+    driven = x[:, :2] @ np.array([[1.0, 0.5], [-0.3, 2.0]]) + 0.1 * rng.normal(size=(4000, 2))
+    assert abs(action_predictability(x, independent)) < 0.01
+    assert action_predictability(x, driven) > 0.99
+    with pytest.raises(ValueError, match="matching rows"):
+        action_predictability(x, independent[:10])
+
+
+def test_the_warmups_actions_and_how_predictable_they_are():
+    # the score warm-up lets the action wander: its actions are partly predictable from the
+    # state they meet; the action warm-up draws them afresh each step, as the baselines do
+    settings = {"relaxation": 0.05, "boundary": "project"}
+    r2 = {}
+    for warmup in ("score", "action"):
+        s = TrainSettings.for_task("HalfCheetah-v5", agent=settings | {"warmup": warmup})
+        x, a = warmup_states_and_actions(s, 1500, seed=1)
+        assert x.shape == (1500, 17) and a.shape == (1500, 6) and np.abs(a).max() <= 1
+        r2[warmup] = action_predictability(x, a)
+    assert r2["action"] < 0.05 < 0.1 < r2["score"]
