@@ -9,7 +9,26 @@ Nothing here is applied silently: the book prints this table and ``cqsm train`` 
 
 from __future__ import annotations
 
-__all__ = ["TASKS"]
+__all__ = ["TASKS", "LOCOMOTION"]
+
+# CQSM's locomotion recipe (chapter 8): the Feynman-Kac score update of a relaxation score whose
+# time is one control interval (so one move can reach any action), TD3's optimiser, target score
+# and target noise, a score of the state alone, next to no price on speed, and a warm-up that
+# draws actions uniformly in the box. Per task: the relaxation time (the control interval) and
+# sigma_a, set so that the exploration noise per step is 0.1 (sigma_a sqrt(dt)).
+LOCOMOTION = {
+    "actor": "feynman_kac",
+    "lam": 1e-6,
+    "boundary": "project",
+    "hidden": (400, 300),
+    "critic_lr": 1e-3,
+    "score_lr": 1e-3,
+    "score_every": 2,
+    "target_score": True,
+    "target_noise": 0.2,
+    "score_sees_action": False,
+    "warmup": "action",
+}
 
 TASKS: dict[str, dict[str, dict]] = {
     # The stationary scalar LQ problem of cqsm.lq.example("scalar-discounted"): the agent's lam,
@@ -31,6 +50,15 @@ TASKS: dict[str, dict[str, dict]] = {
     },
     # Locomotion (MuJoCo -v5). TD3's uniformly random warm-up as in the TD3 paper's experiments:
     # 10k steps on HalfCheetah and Ant, 1k (TD3's default) on the others.
-    "HalfCheetah-v5": {"train/td3": {"learning_starts": 10_000}},
+    # CQSM: chapter 8's recipe for the task (its study screens every piece of it).
+    "HalfCheetah-v5": {
+        "train/td3": {"learning_starts": 10_000},
+        "train/cqsm": {"learning_starts": 10_000, "batch_size": 100},
+        "cqsm": LOCOMOTION | {"relaxation": 0.05, "sigma_a": 0.45},
+    },
+    "Hopper-v5": {
+        "train/cqsm": {"learning_starts": 1_000, "batch_size": 100},
+        "cqsm": LOCOMOTION | {"relaxation": 0.008, "sigma_a": 1.118},
+    },
     "Ant-v5": {"train/td3": {"learning_starts": 10_000}},
 }

@@ -33,6 +33,9 @@ class Variant:
     agent: dict = field(default_factory=dict)
     loop: dict = field(default_factory=dict)
     note: str = ""
+    task_presets: bool = True
+    """apply the task's presets (:data:`cqsm.presets.TASKS`) under the variant's settings; False:
+    the variant is relative to the library's defaults, and stays what it was when presets change"""
 
     def __post_init__(self):
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -49,6 +52,7 @@ class Variant:
             seed=seed,
             total_steps=total_steps,
             out=str(Path(out) / self.name),
+            task_presets=self.task_presets,
             **self.loop,
         )
 

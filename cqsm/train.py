@@ -40,10 +40,12 @@ def _preset(env: str, part: str) -> dict:
     return TASKS.get(env, {}).get(part, {})
 
 
-def _loop_preset(env: str, algo: str) -> dict:
+def _loop_preset(env: str, algo: str, task_presets: bool = True) -> dict:
     """Loop settings: the algorithm's published defaults, then the task's, then the task's
     for this algorithm (key ``"train/<algo>"``)."""
     defaults = getattr(agent_class(algo), "TRAIN_DEFAULTS", {})
+    if not task_presets:
+        return dict(defaults)
     return defaults | _preset(env, "train") | _preset(env, f"train/{algo}")
 
 
@@ -120,11 +122,18 @@ class TrainSettings:
             )
 
     @classmethod
-    def for_task(cls, env: str, algo: str = "cqsm", agent: dict | None = None, **overrides):
-        """Defaults, then the algorithm's published loop defaults and the task's row of
-        :data:`cqsm.presets.TASKS`, then ``overrides``."""
-        settings = _loop_preset(env, algo) | overrides
-        agent_settings = _preset(env, algo) | (agent or {})
+    def for_task(
+        cls,
+        env: str,
+        algo: str = "cqsm",
+        agent: dict | None = None,
+        task_presets: bool = True,
+        **overrides,
+    ):
+        """Defaults, then the algorithm's published loop defaults and (``task_presets``) the
+        task's row of :data:`cqsm.presets.TASKS`, then ``overrides``."""
+        settings = _loop_preset(env, algo, task_presets) | overrides
+        agent_settings = (_preset(env, algo) if task_presets else {}) | (agent or {})
         return cls(
             env=env, algo=algo, agent=agent_class(algo).Settings(**agent_settings), **settings
         )

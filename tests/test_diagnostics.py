@@ -93,7 +93,9 @@ def test_finite_differences_recover_the_closed_form_action_gradient():
 
 
 def test_diagnostics_leave_training_untouched_and_actions_are_the_applied_ones():
-    settings = TrainSettings.for_task("Hopper-v5", agent={"actor": "feynman_kac"})
+    settings = TrainSettings.for_task(
+        "Hopper-v5", task_presets=False, agent={"actor": "feynman_kac"}
+    )
     env = make_env(settings, explore=False)
     agent = make_agent(settings, make_env(settings, explore=True))
     torch.manual_seed(5)
@@ -122,7 +124,9 @@ class _Bowl(nn.Module):
 
 
 def test_critic_slices_find_the_best_action_and_what_one_move_reaches():
-    settings = TrainSettings.for_task("HalfCheetah-v5", agent={"boundary": "project"})
+    settings = TrainSettings.for_task(
+        "HalfCheetah-v5", task_presets=False, agent={"boundary": "project"}
+    )
     agent = make_agent(settings, make_env(settings, explore=True))
     c = np.array([0.9, -0.9, 0.0, 0.5, -0.5, 1.0])
     agent.critic = _Bowl(c)
@@ -216,7 +220,9 @@ def test_the_warmups_actions_and_how_predictable_they_are():
     settings = {"relaxation": 0.05, "boundary": "project"}
     r2 = {}
     for warmup in ("score", "action"):
-        s = TrainSettings.for_task("HalfCheetah-v5", agent=settings | {"warmup": warmup})
+        s = TrainSettings.for_task(
+            "HalfCheetah-v5", task_presets=False, agent=settings | {"warmup": warmup}
+        )
         x, a = warmup_states_and_actions(s, 1500, seed=1)
         assert x.shape == (1500, 17) and a.shape == (1500, 6) and np.abs(a).max() <= 1
         r2[warmup] = action_predictability(x, a)

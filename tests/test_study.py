@@ -4,8 +4,10 @@ import dataclasses
 
 import pytest
 
+from cqsm.agents import CQSMSettings
 from cqsm.study import Variant, read_study, study_runs
 from cqsm.sweep import sweep
+from cqsm.train import TrainSettings
 
 
 def test_variants_override_only_what_they_name(tmp_path):
@@ -43,3 +45,11 @@ def test_bad_variants_are_refused(tmp_path):
         Variant("../elsewhere")
     with pytest.raises(ValueError, match="share a name"):
         study_runs([Variant("a"), Variant("a")], ["Pendulum-v1"], (0,), 100, tmp_path)
+
+
+def test_an_arm_can_stand_on_the_library_defaults_rather_than_the_tasks_presets(tmp_path):
+    on_presets = Variant("recipe").settings("HalfCheetah-v5", 0, 1000, tmp_path)
+    on_library = Variant("old", task_presets=False).settings("HalfCheetah-v5", 0, 1000, tmp_path)
+    assert on_presets.agent.warmup == "action" and on_presets.batch_size == 100
+    assert on_library.agent == CQSMSettings() and on_library.batch_size == 256
+    assert on_library.learning_starts == TrainSettings().learning_starts

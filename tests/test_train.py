@@ -238,7 +238,7 @@ def test_every_setting_is_documented():
 
 def test_relaxation_score_moves_the_action_toward_a_target_in_the_box():
     settings = TrainSettings.for_task(
-        "HalfCheetah-v5", agent={"relaxation": 0.05, "boundary": "project"}
+        "HalfCheetah-v5", task_presets=False, agent={"relaxation": 0.05, "boundary": "project"}
     )
     env = make_env(settings, explore=True)
     assert env.rate_scale == pytest.approx(2 / 0.05)  # the box's width per relaxation time
@@ -253,6 +253,7 @@ def test_relaxation_score_moves_the_action_toward_a_target_in_the_box():
     # a score that sees the state alone: its target is a policy of x, whatever a_prev was
     blind = TrainSettings.for_task(
         "HalfCheetah-v5",
+        task_presets=False,
         agent={"relaxation": 0.05, "boundary": "project", "score_sees_action": False},
     )
     agent = CQSMAgent(blind.agent, make_env(blind, explore=True))
@@ -286,7 +287,9 @@ def test_target_score_and_target_noise(tmp_path):
     spreads = []
     for noise in (0.0, 0.3):
         s = TrainSettings.for_task(
-            "HalfCheetah-v5", agent={"boundary": "project", "target_noise": noise, "sigma_a": 0.0}
+            "HalfCheetah-v5",
+            task_presets=False,
+            agent={"boundary": "project", "target_noise": noise, "sigma_a": 0.0},
         )
         agent = CQSMAgent(s.agent, make_env(s, explore=True))
         next_obs = torch.zeros(4000, agent.n + 6)
@@ -307,7 +310,9 @@ def test_action_warmup_draws_the_applied_action_uniformly_in_the_box():
     agent_settings = {"relaxation": 0.05, "boundary": "project", "sigma_a": 0.0}
     spread = {}
     for warmup in ("score", "action"):
-        s = TrainSettings.for_task("HalfCheetah-v5", agent=agent_settings | {"warmup": warmup})
+        s = TrainSettings.for_task(
+            "HalfCheetah-v5", task_presets=False, agent=agent_settings | {"warmup": warmup}
+        )
         env = make_env(s, explore=True)
         agent = CQSMAgent(s.agent, env)
         obs, _ = env.reset(seed=0)
@@ -327,7 +332,9 @@ def test_action_warmup_draws_the_applied_action_uniformly_in_the_box():
     with pytest.raises(SettingsError, match="squash"):
         CQSMSettings(warmup="action", boundary="squash")
     # a slow score (ten box widths per second) keeps its bound; the warm-up still jumps
-    slow = TrainSettings.for_task("HalfCheetah-v5", agent={"warmup": "action", "sigma_a": 0.0})
+    slow = TrainSettings.for_task(
+        "HalfCheetah-v5", task_presets=False, agent={"warmup": "action", "sigma_a": 0.0}
+    )
     env = make_env(slow, explore=True)
     agent = CQSMAgent(slow.agent, env)
     assert agent.rate_scale == pytest.approx(20.0) and env.rate_scale == pytest.approx(40.0)
