@@ -28,6 +28,10 @@ The score network gives ``Psi_theta`` directly, ``rate_scale * tanh(.)``, or (``
 a target action ``g_theta(x, a_prev)`` in the box that the action relaxes toward,
 ``Psi_theta = (g_theta - a_prev) / relaxation``: the same drift, with a time constant in seconds.
 
+The uniformly random warm-up before the first update draws the score (``warmup="score"``: the
+action wanders with random drifts) or the action itself, uniformly in the box and afresh at each
+step, as the baselines' warm-up does (``"action"``); chapter 8 measures how much that matters.
+
 Rewards are rates (their integral over a step is ``reward * base_dt``); ``lam``, ``sigma_a``,
 ``beta``, the rate scale and the relaxation time are in physical units, so they do not change with
 the control interval. ``q_unit`` only rescales the critics' outputs.
@@ -186,7 +190,9 @@ class CQSMAgent(Saved):
         self.settings = s = settings
         self.n, self.diffusion = env.n, env.diffusion
         self.dt, self.base_dt, self.reach = env.dt, env.base_dt, env.rate_scale
-        self.rate_scale = min(env.rate_scale, self.score_bound(s, env.env.action_space))
+        self.rate_scale = env.rate_scale  # the score's bound; the env's, but for an 'action'
+        if s.warmup == "action":  # warm-up, whose moves the env lets cross the box in one step
+            self.rate_scale = min(env.rate_scale, self.score_bound(s, env.env.action_space))
         self.beta = s.beta if s.beta is not None else -math.log(0.99) / env.base_dt
         self.discount = math.exp(-self.beta * self.dt)
         self.q_unit = s.q_unit
