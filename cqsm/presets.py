@@ -15,7 +15,7 @@ __all__ = ["TASKS", "LOCOMOTION"]
 # time is one control interval (so one move can reach any action), TD3's optimiser, target score
 # and target noise, a score of the state alone, next to no price on speed, and a warm-up that
 # draws actions uniformly in the box. Per task: the relaxation time (the control interval) and
-# sigma_a, set so that the exploration noise per step is 0.1 (sigma_a sqrt(dt)).
+# sigma_a, set so that the exploration noise per step is 0.1 (sigma_a sqrt(dt)). HalfCheetah's.
 LOCOMOTION = {
     "actor": "feynman_kac",
     "lam": 1e-6,
@@ -56,9 +56,8 @@ TASKS: dict[str, dict[str, dict]] = {
         "train/cqsm": {"learning_starts": 10_000, "batch_size": 100},
         "cqsm": LOCOMOTION | {"relaxation": 0.05, "sigma_a": 0.45},
     },
-    "Hopper-v5": {
-        "train/cqsm": {"learning_starts": 1_000, "batch_size": 100},
-        "cqsm": LOCOMOTION | {"relaxation": 0.008, "sigma_a": 1.118},
-    },
+    # Hopper keeps the study's reference arm (a rate-limited score, the score warm-up): three
+    # seeds of it beat TD3 there, one seed of LOCOMOTION did not (chapter 8).
+    "Hopper-v5": {"cqsm": {"actor": "feynman_kac", "lam": 0.0005}},
     "Ant-v5": {"train/td3": {"learning_starts": 10_000}},
 }
