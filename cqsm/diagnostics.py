@@ -331,7 +331,7 @@ def warmup_states_and_actions(settings, steps: int, seed: int = 0):
     """The states ``x_k`` and the actions ``a_k`` applied in them during ``steps`` steps of a
     run's uniformly random warm-up (``settings``: a :class:`cqsm.train.TrainSettings`), as the
     training loop draws them."""
-    from cqsm.train import make_agent, make_env
+    from cqsm.train import make_agent, make_env, warmup_action
 
     env = make_env(settings, explore=True)
     agent = make_agent(settings, env)
@@ -339,8 +339,7 @@ def warmup_states_and_actions(settings, steps: int, seed: int = 0):
     obs, _ = env.reset(seed=seed)
     xs, actions = [], []
     for _ in range(steps):
-        draw = env.action_space.sample()
-        action = agent.warmup_action(obs, draw) if hasattr(agent, "warmup_action") else draw
+        action = warmup_action(agent, env, obs)
         x = obs[: agent.n] if hasattr(agent, "n") else obs
         obs, _, terminated, truncated, info = env.step(action)
         xs.append(x)

@@ -158,6 +158,13 @@ def make_env(settings: TrainSettings, explore: bool, render_mode: str | None = N
     return agent_class(settings.algo).wrap(env, settings.agent, explore, settings.action_repeat)
 
 
+def warmup_action(agent, env, obs):
+    """The uniformly random action of the warm-up: a draw of the env's action space, which an
+    agent with a ``warmup_action`` (CQSM) turns into its own warm-up action."""
+    draw = env.action_space.sample()
+    return agent.warmup_action(obs, draw) if hasattr(agent, "warmup_action") else draw
+
+
 def make_agent(settings: TrainSettings, env):
     return agent_class(settings.algo)(settings.agent, env)
 
@@ -304,9 +311,7 @@ def train(settings: TrainSettings, on_eval=None) -> TrainResult:
             obs, _ = env.reset(seed=s.seed if episodes == 0 and step == 0 else None)
             episode_return = 0.0
         if step < s.learning_starts:
-            action = env.action_space.sample()
-            if hasattr(agent, "warmup_action"):  # CQSM: where the warm-up's randomness goes
-                action = agent.warmup_action(obs, action)
+            action = warmup_action(agent, env, obs)
         else:
             action = agent.act(obs, explore=True)
         next_obs, reward, terminated, truncated, _ = env.step(action)

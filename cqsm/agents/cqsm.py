@@ -145,6 +145,11 @@ class CQSMSettings:
         self.hidden = tuple(int(h) for h in self.hidden)
 
 
+def _width(space: gym.spaces.Box) -> float:
+    """The box's widest side."""
+    return float(np.max(space.high - space.low))
+
+
 class CQSMAgent(Saved):
     """The CQSM agent acting in an :class:`~cqsm.envs.ActionDiffusionWrapper`."""
 
@@ -160,9 +165,7 @@ class CQSMAgent(Saved):
         base_dt = getattr(env.unwrapped, "dt", None)  # the wrapper says so if it is missing
         if settings.warmup == "action" and base_dt is not None:
             # the warm-up jumps anywhere in the box in one step; the score keeps its own bound
-            space = env.action_space
-            reach = float(np.max(space.high - space.low)) / (action_repeat * base_dt)
-            rate_scale = max(rate_scale, reach)
+            rate_scale = max(rate_scale, _width(env.action_space) / (action_repeat * base_dt))
         return ActionDiffusionWrapper(
             env,
             sigma_a=settings.sigma_a,
@@ -179,7 +182,7 @@ class CQSMAgent(Saved):
         if settings.rate_scale is not None:
             return settings.rate_scale
         if settings.relaxation is not None:
-            return float(np.max(space.high - space.low)) / settings.relaxation
+            return _width(space) / settings.relaxation
         return default_rate_scale(space)
 
     def __init__(self, settings: CQSMSettings, env: gym.Env):
@@ -207,7 +210,7 @@ class CQSMAgent(Saved):
         self.score_opt = torch.optim.Adam(self.score_net.parameters(), lr=s.score_lr, fused=True)
         if s.relaxation is not None or s.warmup == "action":  # targets in the env's own box
             self.box = ActionBox(env.env.action_space, "A relaxation score or warm-up")
-            reach = float((self.box.high - self.box.low).max()) / self.dt
+            reach = _width(env.env.action_space) / self.dt
             if s.warmup == "action" and self.reach < reach * (1 - 1e-6):
                 raise SettingsError(
                     f"The 'action' warm-up moves across the box in one step: the env's rate "
