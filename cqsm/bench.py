@@ -7,8 +7,8 @@
 For each repeat, every (algorithm, env) pair is measured once, in an order rotated from repeat to
 repeat, so that slow drifts of the machine fall on every algorithm alike (interleaved). A
 measurement builds the env and the agent exactly as :func:`cqsm.train.train` does (the task's
-settings, the default network sizes), fills the replay buffer with ``fill`` random transitions,
-then times
+settings, its network sizes and its training batch size), fills the replay buffer with ``fill``
+random transitions, then times
 
 - **steps per second of training**: ``steps`` iterations of the training loop's work after the
   warm-up (act with exploration, step the env, store the transition, one update);
@@ -58,8 +58,8 @@ class BenchSettings:
     """random transitions in the replay buffer before timing"""
     calls: int = 200
     """timed act() calls per measurement (evaluation mode)"""
-    batch_size: int = 256
-    """transitions per update (the training default)"""
+    batch_size: int | None = None
+    """transitions per update; None: each algorithm's own training batch size for the task"""
     out: str = "paper_figures/results/bench"
     """folder of results.csv, summary.csv and provenance.json"""
     progress: bool = True
@@ -72,16 +72,28 @@ class BenchSettings:
         unknown = [a for a in self.algos if a not in ALGOS]
         if unknown:
             raise SettingsError(f"Unknown algorithms {unknown}; choose from {sorted(ALGOS)}.")
-        check_positive(self, "repeats", "steps", "fill", "calls", "batch_size", integer=True)
-        if self.fill < self.batch_size:
+        check_positive(self, "repeats", "steps", "fill", "calls", integer=True)
+        if self.batch_size is not None:
+            check_positive(self, "batch_size", integer=True)
+        largest = max(self.batch(a, e) for a in self.algos for e in self.envs)
+        if self.fill < largest:
             raise SettingsError(
-                f"BenchSettings.fill ({self.fill}) must be at least batch_size ({self.batch_size})."
+                f"BenchSettings.fill ({self.fill}) must be at least the largest batch size "
+                f"measured ({largest})."
             )
+
+    def batch(self, algo: str, env_id: str) -> int:
+        """The batch size of ``algo``'s updates on ``env_id``: batch_size, else its training one."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return TrainSettings.for_task(env_id, algo=algo).batch_size
 
 
 def measure(algo: str, env_id: str, settings: BenchSettings, seed: int = 0) -> dict:
-    """One measurement: training steps per second and median action latency (ms)."""
+    """One measurement: training steps per second and median action latency (ms), with the
+    batch size used."""
     train_settings = TrainSettings.for_task(env_id, algo=algo, seed=seed, progress=False)
+    batch_size = settings.batch(algo, env_id)
     torch.manual_seed(seed)
     env = make_env(train_settings, explore=True)
     env.action_space.seed(seed)
@@ -102,7 +114,7 @@ def measure(algo: str, env_id: str, settings: BenchSettings, seed: int = 0) -> d
     start = time.perf_counter()
     for _ in range(settings.steps):
         step(agent.act(obs, explore=True))
-        agent.update(buffer.sample(settings.batch_size))
+        agent.update(buffer.sample(batch_size))
     sps = settings.steps / (time.perf_counter() - start)
 
     latencies = np.empty(settings.calls)
@@ -111,7 +123,7 @@ def measure(algo: str, env_id: str, settings: BenchSettings, seed: int = 0) -> d
         agent.act(obs, explore=False)
         latencies[i] = time.perf_counter() - t0
     env.close()
-    return {"sps": sps, "latency_ms": 1e3 * float(np.median(latencies))}
+    return {"sps": sps, "latency_ms": 1e3 * float(np.median(latencies)), "batch_size": batch_size}
 
 
 def summarise(rows: pd.DataFrame, reference: str = "cqsm") -> pd.DataFrame:
@@ -125,6 +137,7 @@ def summarise(rows: pd.DataFrame, reference: str = "cqsm") -> pd.DataFrame:
         latency_min=("latency_ms", "min"),
         latency_max=("latency_ms", "max"),
         repeats=("sps", "size"),
+        batch_size=("batch_size", "first"),
     )
     stats = stats.reset_index()
     if reference in set(stats["algo"]):
@@ -173,12 +186,13 @@ def bench(settings: BenchSettings) -> pd.DataFrame:
 def markdown(summary: pd.DataFrame) -> str:
     """The summary as a Markdown table (what ``cqsm bench`` prints): medians with (min–max)."""
     speedups = [c for c in summary.columns if c.endswith("_speedup")]
-    columns = ["env", "algo", "training steps/s", "act latency (ms)", *speedups]
+    columns = ["env", "algo", "batch", "training steps/s", "act latency (ms)", *speedups]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in summary.to_dict("records"):
         cells = [
             r["env"],
             r["algo"],
+            str(r["batch_size"]),
             f"{r['sps']:.1f} ({r['sps_min']:.1f}–{r['sps_max']:.1f})",
             f"{r['latency_ms']:.2f} ({r['latency_min']:.2f}–{r['latency_max']:.2f})",
             *(f"{r[c]:.2f}" for c in speedups),

@@ -69,13 +69,14 @@ def test_summary_ratios_and_table():
             "env": ["E"] * 4,
             "sps": [60.0, 30.0, 40.0, 20.0],
             "latency_ms": [0.1, 0.2, 0.3, 0.4],
+            "batch_size": [100, 256, 100, 256],
         }
     )
     summary = summarise(rows).set_index("algo")
     assert summary.loc["cqsm", "sps"] == 50 and summary.loc["sac", "sps"] == 25
     assert summary.loc["sac", "cqsm_speedup"] == 2.0 and summary.loc["sac", "sps_min"] == 20
     table = markdown(summarise(rows))
-    assert "| E | sac | 25.0 (20.0–30.0) | 0.30 (0.20–0.40) | 2.00 |" in table
+    assert "| E | sac | 256 | 25.0 (20.0–30.0) | 0.30 (0.20–0.40) | 2.00 |" in table
 
 
 def test_bad_settings_and_the_cli(tmp_path, capsys):
@@ -83,9 +84,25 @@ def test_bad_settings_and_the_cli(tmp_path, capsys):
         BenchSettings(algos=("cqsm", "ddpg"))
     with pytest.raises(SettingsError, match="fill"):
         BenchSettings(fill=10)
+    with pytest.raises(SettingsError, match="fill"):
+        BenchSettings(fill=200, batch_size=256)
     code = cli.main(
         ["bench", "--algos", "cqsm", "td3", "--envs", "Pendulum-v1", "--repeats", "1"]
         + ["--steps", "2", "--fill", "300", "--calls", "2", "--out", str(tmp_path), "--no-progress"]
     )
     assert code == 0
     assert "| Pendulum-v1 | td3 |" in capsys.readouterr().out
+
+
+def test_each_algorithm_is_measured_at_its_own_training_batch_size():
+    """Steps per second of training as each one trains: TD3 and CQSM on HalfCheetah update on
+    batches of 100 (their task settings), SAC on 256; batch_size= measures all at one size."""
+    own = BenchSettings(envs=("HalfCheetah-v5",), fill=256, steps=2, calls=1)
+    assert {a: own.batch(a, "HalfCheetah-v5") for a in ("cqsm", "td3", "sac")} == {
+        "cqsm": 100,
+        "td3": 100,
+        "sac": 256,
+    }
+    assert bench_module.measure("td3", "HalfCheetah-v5", own)["batch_size"] == 100
+    matched = BenchSettings(envs=("HalfCheetah-v5",), fill=256, batch_size=256)
+    assert matched.batch("td3", "HalfCheetah-v5") == 256
