@@ -10,7 +10,7 @@ from test_train import rows_without_timing, tiny
 
 from cqsm import cli
 from cqsm.agents import ALGOS, QSMAgent, QSMSettings, SACAgent, SACSettings
-from cqsm.agents.common import ActionBox
+from cqsm.agents.common import ActionBox, Mish
 from cqsm.agents.ddpm import DDPM, Denoiser, vp_betas
 from cqsm.envs import EnvError
 from cqsm.train import TrainSettings, make_agent, make_env, train
@@ -228,3 +228,14 @@ def test_a_saved_policy_acts_as_the_trained_agent(tmp_path, algo):
     mine = agent.act(obs, explore=False)
     torch.manual_seed(3)
     np.testing.assert_array_equal(mine, result.agent.act(obs, explore=False))
+
+
+def test_mish_is_torch_mish_to_float32_rounding():
+    """The diffusion baselines' activation: the same function and gradient as nn.Mish."""
+    x = torch.linspace(-40, 40, 20_001, dtype=torch.float32, requires_grad=True)
+    ours, reference = Mish()(x), torch.nn.Mish()(x)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    grad = torch.autograd.grad(ours.sum(), x)[0]
+    torch.testing.assert_close(
+        grad, torch.autograd.grad(reference.sum(), x)[0], rtol=1e-5, atol=1e-5
+    )

@@ -20,6 +20,7 @@ from cqsm.envs import EnvError
 __all__ = [
     "Agent",
     "mlp",
+    "Mish",
     "TwinCritic",
     "soft_update",
     "as_batch",
@@ -56,6 +57,15 @@ class Agent(Protocol):
         """What acting needs, and nothing more."""
 
     def load_policy_state_dict(self, state: dict) -> None: ...
+
+
+class Mish(nn.Module):
+    """``x tanh(softplus(x))``: the function of :class:`torch.nn.Mish` (equal to float32
+    rounding), computed from torch's vectorised ``tanh`` and ``softplus``, which on CPU runs
+    forward and backward about twice as fast as the fused ``mish`` kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.tanh(F.softplus(x))
 
 
 def mlp(

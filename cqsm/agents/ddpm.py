@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from cqsm.agents.common import mlp
+from cqsm.agents.common import Mish, mlp
 
 __all__ = ["vp_betas", "Denoiser", "DDPM"]
 
@@ -45,8 +45,8 @@ class Denoiser(nn.Module):
     ):
         super().__init__()
         self.t_dim = t_dim
-        self.t_net = mlp(t_dim, t_hidden, t_out, activation=nn.Mish)
-        self.net = mlp(obs_dim + action_dim + t_out, hidden, action_dim, activation=nn.Mish)
+        self.t_net = mlp(t_dim, t_hidden, t_out, activation=Mish)
+        self.net = mlp(obs_dim + action_dim + t_out, hidden, action_dim, activation=Mish)
 
     def embed(self, t: torch.Tensor) -> torch.Tensor:
         half = self.t_dim // 2

@@ -32,6 +32,7 @@ from torch import nn
 
 from cqsm.agents.common import (
     ActionBox,
+    Mish,
     Saved,
     TwinCritic,
     as_batch,
@@ -92,8 +93,8 @@ class MishTwinCritic(TwinCritic):
 
     def __init__(self, x_dim: int, a_dim: int, hidden: tuple[int, ...]):
         nn.Module.__init__(self)
-        self.q1 = mlp(x_dim + a_dim, hidden, 1, activation=nn.Mish)
-        self.q2 = mlp(x_dim + a_dim, hidden, 1, activation=nn.Mish)
+        self.q1 = mlp(x_dim + a_dim, hidden, 1, activation=Mish)
+        self.q2 = mlp(x_dim + a_dim, hidden, 1, activation=Mish)
 
 
 class DiffusionQLAgent(Saved):
