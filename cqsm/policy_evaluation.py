@@ -211,7 +211,7 @@ def run_online(
     phi_sum, theta_sum, n_avg = torch.zeros_like(critic.phi), torch.zeros_like(score.theta), 0
     episodes = range(settings.n_episodes)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         episodes = tqdm(episodes, desc="episodes")
     for episode in episodes:

@@ -28,6 +28,7 @@ from cqsm.manifest import (
     Chapter,
     Figure,
     PipelineError,
+    executed_notebook,
     figure_dir,
     load_manifest,
     parse_manifest,
@@ -503,3 +504,18 @@ def test_built_chapter_page_shows_its_figures(name):
     page = _require(html / chapter.file.with_suffix(".html"), "chapter page")
     for fig in REPO_MANIFEST.figures_of(name):
         check_figure_in_page(page, fig, chapter)
+
+
+@pytest.mark.built_outputs
+@pytest.mark.parametrize("name", list(REPO_MANIFEST.chapters))
+def test_built_chapter_shows_no_stray_stderr(name):
+    """A reader's page holds the chapter's own output: no library warning written to stderr."""
+    chapter = REPO_MANIFEST.chapters[name]
+    path = _require(executed_notebook(ROOT, CI, chapter), "executed notebook")
+    stray = [
+        "".join(output.get("text", ""))[:200]
+        for cell in nbformat.read(path, as_version=4).cells
+        for output in cell.get("outputs", [])
+        if output.get("name") == "stderr"
+    ]
+    assert not stray, f"{path} has output on stderr: {stray}"
