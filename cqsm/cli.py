@@ -144,12 +144,19 @@ def add_train(subparsers, argv: list[str]) -> None:
         help="train an agent on a Gymnasium environment (resumable)",
         description="Train one run and write <out>/<algo>-<env>-s<seed>/ with settings.json, "
         "results.csv (tidy rows), provenance.json, checkpoint.pt and policy.pt. Settings start "
-        "from the defaults, then the task's row of cqsm.presets.TASKS, then the options given "
-        f"here. The algorithm's settings below are those of --algo {algo} (choose another with "
+        "from the defaults, then the algorithm's published loop defaults, then the task's row "
+        "of cqsm.presets.TASKS, then the options given here; settings.json and the printout "
+        "say where each value came from. --control-interval sets the seconds per control step "
+        "for every algorithm (a MuJoCo env by its frame skip, any other by repeating the "
+        "action); returns are reported in the env's native units at every interval. The "
+        f"algorithm's settings below are those of --algo {algo} (choose another with "
         f"--algo and ask --help again); algorithms: {', '.join(sorted(ALGOS))}.",
     )
-    train_group = parser.add_argument_group("training loop")
-    cli_settings.add_arguments(train_group, TrainSettings, skip=("agent",))
+    train_group = parser.add_argument_group(
+        "training loop (budgets in control steps, or in simulated seconds with the *-seconds "
+        "options; not both)"
+    )
+    cli_settings.add_arguments(train_group, TrainSettings, skip=("agent", "sources"))
     if algo in ALGOS:
         group = parser.add_argument_group(f"{algo} settings")
         cli_settings.add_arguments(group, agent_class(algo).Settings, dest_prefix="agent.")
@@ -161,7 +168,8 @@ def run_train(args: argparse.Namespace) -> int:
     env, algo = given.pop("env", TrainSettings.env), given.get("algo", TrainSettings.algo)
     agent = cli_settings.given(args, agent_class(algo).Settings, dest_prefix="agent.")
     settings = TrainSettings.for_task(env, agent=agent, **given)
-    print(f"cqsm train: {settings.run_dir}; {algo} settings: {settings.agent}")
+    print(f"cqsm train: {settings.run_dir}")
+    print(settings.describe())
     result = train(settings)
     last = result.rows.iloc[-1]
     print(

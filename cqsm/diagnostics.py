@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cqsm.envs.action_diffusion import ActionDiffusionWrapper, repeat_step
+from cqsm.envs.action_diffusion import ActionDiffusionWrapper
+from cqsm.envs.interval import interval_of, repeat_step
 from cqsm.evaluation import EVAL_SEED_BASE
 
 __all__ = [
@@ -101,13 +102,14 @@ class _Rollout:
     def __init__(self, agent, env):
         self.agent, self.sim = agent, env.unwrapped
         self.diffusion = getattr(agent, "diffusion", None)
+        interval = interval_of(env)
+        self.repeat, self.dt = interval.repeat, interval.dt
         if isinstance(env, ActionDiffusionWrapper):
-            self.repeat, self.dt = env.action_repeat, env.dt
             space = self.diffusion.state_space()
         else:
             if not hasattr(agent.settings, "gamma"):
                 raise ValueError(f"{type(agent).__name__} acting in the env's box needs a gamma.")
-            self.repeat, self.dt, space = 1, float(self.sim.dt), env.action_space
+            space = env.action_space
         self.low, self.high = space.low.astype(np.float64), space.high.astype(np.float64)
         self.d = len(self.low)
 

@@ -5,13 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from cqsm import results
+from cqsm.envs import interval_of
 
-__all__ = ["evaluate", "load_run", "record", "EVAL_SEED_BASE"]
+__all__ = ["evaluate", "eval_seed", "load_run", "record", "EVAL_SEED_BASE"]
 
 # Evaluation episodes start from env seeds EVAL_SEED_BASE + 1000 * seed + i, apart from training's.
 EVAL_SEED_BASE = 2**20
+
+
+def eval_seed(seed: int, step: int) -> int:
+    """The seed of the torch generator that an evaluation of a run at ``step`` acts with."""
+    return int(np.random.SeedSequence([EVAL_SEED_BASE, seed, step]).generate_state(1)[0])
 
 
 def evaluate(
@@ -21,8 +28,18 @@ def evaluate(
     seed: int,
     frames: list | None = None,
     actions: list | None = None,
+    step: int = 0,
+    native: bool = True,
 ) -> np.ndarray:
     """Returns of ``n_episodes`` episodes without exploration noise, from fixed start seeds.
+
+    Returns are in the env's native units (:attr:`cqsm.envs.Interval.reward_scale`; identical to
+    the plain sums at the env's own interval), or with ``native=False`` the plain sums of the
+    control steps' rewards. Whatever random numbers the agent draws while acting (SAC's
+    sample, the diffusion policies' chains) come from torch's generator seeded by
+    :func:`eval_seed` of ``seed`` and ``step``, and training's random state is restored
+    afterwards: evaluating never changes training, and the evaluation at a step is the same
+    whatever the schedule of evaluations.
 
     With ``frames`` a list, each step of the first episode appends ``(frame, obs)`` to it, where
     ``frame`` is ``env.render()`` (``None`` unless the env renders) and ``obs`` the observation.
@@ -30,19 +47,21 @@ def evaluate(
     applied (for CQSM the action process's value, not the score).
     """
     returns = np.zeros(n_episodes)
-    for i in range(n_episodes):
-        obs, _ = env.reset(seed=EVAL_SEED_BASE + 1000 * seed + i)
-        done = False
-        while not done:
-            if frames is not None and i == 0:
-                frames.append((env.render() if env.render_mode else None, obs))
-            action = agent.act(obs, explore=False)
-            obs, reward, terminated, truncated, info = env.step(action)
-            if actions is not None and i == 0:
-                actions.append(info.get("applied_action", action))
-            returns[i] += reward
-            done = terminated or truncated
-    return returns
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(eval_seed(seed, step))
+        for i in range(n_episodes):
+            obs, _ = env.reset(seed=EVAL_SEED_BASE + 1000 * seed + i)
+            done = False
+            while not done:
+                if frames is not None and i == 0:
+                    frames.append((env.render() if env.render_mode else None, obs))
+                action = agent.act(obs, explore=False)
+                obs, reward, terminated, truncated, info = env.step(action)
+                if actions is not None and i == 0:
+                    actions.append(info.get("applied_action", action))
+                returns[i] += reward
+                done = terminated or truncated
+    return returns * interval_of(env).reward_scale if native else returns
 
 
 def load_run(run_dir: Path, render_mode: str | None = None, whole: bool = False):
@@ -57,7 +76,7 @@ def load_run(run_dir: Path, render_mode: str | None = None, whole: bool = False)
     run_dir = Path(run_dir)
     if not (run_dir / "settings.json").exists():
         raise results.RunError(f"{run_dir} is not a run folder (no settings.json).")
-    settings = TrainSettings(**results.read_json(run_dir / "settings.json"))
+    settings = TrainSettings.from_saved(results.read_json(run_dir / "settings.json"))
     env = make_env(settings, explore=False, render_mode=render_mode)
     agent = make_agent(settings, env)
     policy = run_dir / "policy.pt"

@@ -1,7 +1,8 @@
 """A training run's folder: settings, tidy result rows, provenance and the checkpoint.
 
-    <out>/<algo>-<env>-s<seed>/
-        settings.json     every setting of the run, as resolved
+    <out>/<algo>-<env>-s<seed>/   (<algo>-<env>-dt<seconds>-s<seed> at a non-native interval)
+        settings.json     every setting of the run as resolved, where each came from, the
+                          resolved control interval (frame skip or action repeat)
         results.csv       tidy rows: algo, env, seed, step, eval_return, eval_return_std, ...
         provenance.json   git commit, package versions, machine, wall time, steps per second
         checkpoint.pt     everything needed to continue exactly (agent, replay, random states)
@@ -31,6 +32,7 @@ __all__ = [
     "RunError",
     "run_name",
     "plain",
+    "portable",
     "changed_settings",
     "write_json",
     "read_json",
@@ -48,8 +50,10 @@ ROW_KEYS = (
     "env",
     "seed",
     "step",
+    "sim_time",
     "eval_return",
     "eval_return_std",
+    "eval_return_raw",
     "train_return",
     "episodes",
     "sps",
@@ -63,9 +67,28 @@ class RunError(RuntimeError):
     """A run folder that cannot be used as asked (exists, differs, corrupt), and what to do."""
 
 
-def run_name(algo: str, env: str, seed: int) -> str:
-    """The folder name of a run: ``<algo>-<env>-s<seed>`` with ``/`` in env ids made ``_``."""
-    return f"{algo}-{env.replace('/', '_')}-s{seed}"
+def run_name(algo: str, env: str, seed: int, control_interval: float | None = None) -> str:
+    """The folder name of a run: ``<algo>-<env>-s<seed>`` with ``/`` in env ids made ``_``, and
+    ``-dt<seconds>`` before the seed for a run at a control interval other than the env's own
+    (``control_interval``), so that runs at different intervals never share a folder."""
+    interval = "" if control_interval is None else f"-dt{control_interval:g}"
+    return f"{algo}-{env.replace('/', '_')}{interval}-s{seed}"
+
+
+def repository_root() -> Path | None:
+    """The checkout this package runs from (the folder holding ``paper_figures/``), if any."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "paper_figures").is_dir() else None
+
+
+def portable(path: str | Path) -> str:
+    """``path`` as a run records it: relative to the repository root where it lies inside it
+    (so committed runs name no machine's folders), else as given."""
+    path = Path(path)
+    root = repository_root()
+    if path.is_absolute() and root is not None and path.resolve().is_relative_to(root):
+        return str(path.resolve().relative_to(root))
+    return str(path)
 
 
 def plain(value):
@@ -117,12 +140,22 @@ def _with_defaults(saved: dict, settings) -> dict:
     return filled
 
 
-def changed_settings(saved: dict, mine, free=()) -> list[str]:
-    """The settings of ``mine`` (a dataclass) that differ from ``saved`` (its settings.json),
-    leaving out the ``free`` ones (which may change between a run and its continuation). A
-    setting newer than the saved file counts as unchanged at its default."""
-    current, saved = plain(mine), _with_defaults(saved, mine)
-    return [k for k in current if k not in free and saved.get(k) != current[k]]
+def changed_settings(saved: dict, mine, free=()) -> list[tuple[str, object, object]]:
+    """The settings of ``mine`` (a dataclass) that differ from ``saved`` (its settings.json), as
+    ``(name, saved value, current value)`` with nested settings named ``agent.lam``, leaving out
+    the ``free`` ones (which may change between a run and its continuation). A setting newer
+    than the saved file counts as unchanged at its default."""
+
+    def differ(old: dict, new: dict, prefix: str):
+        for k, value in new.items():
+            if prefix + k in free:
+                continue
+            if isinstance(value, dict) and isinstance(old.get(k), dict):
+                yield from differ(old[k], value, f"{prefix}{k}.")
+            elif old.get(k) != value:
+                yield f"{prefix}{k}", old.get(k), value
+
+    return list(differ(_with_defaults(saved, mine), plain(mine), ""))
 
 
 def read_rows(path: Path) -> list[dict]:

@@ -20,6 +20,7 @@ import typing
 __all__ = [
     "SettingsError",
     "check_positive",
+    "check_widths",
     "field_docs",
     "settings_table",
     "add_arguments",
@@ -45,6 +46,23 @@ def check_positive(settings, *names: str, integer: bool = False) -> None:
             raise SettingsError(
                 f"{type(settings).__name__}.{name} must be a positive {kind}; got {value!r}."
             )
+
+
+def check_widths(settings, *names: str) -> None:
+    """Make every named field of ``settings`` a tuple of layer widths, raising a
+    :class:`SettingsError` unless each width is a positive whole number."""
+    for name in names:
+        value = getattr(settings, name)
+        widths = (value,) if isinstance(value, numbers.Real) else tuple(value)
+        bad = [
+            w for w in widths if not (isinstance(w, numbers.Real) and w == int(w) and int(w) >= 1)
+        ]
+        if bad:
+            raise SettingsError(
+                f"{type(settings).__name__}.{name} must be positive layer widths (such as 256 "
+                f"256); got {value!r}. A layer needs at least one unit."
+            )
+        setattr(settings, name, tuple(int(w) for w in widths))
 
 
 def field_docs(cls) -> dict[str, str]:

@@ -100,11 +100,16 @@ def test_halving_the_control_interval_keeps_the_action_process(boundary):
     assert m1 > 0.3  # the drift moved the action: the check is not trivially met at zero
 
 
-def test_action_repeat_sets_the_control_interval():
+def test_the_wrapper_takes_the_control_interval_of_the_env():
     base = ActionDiffusionWrapper(make("HalfCheetah-v5"))
-    double = ActionDiffusionWrapper(make("HalfCheetah-v5"), action_repeat=2)
-    assert double.dt == pytest.approx(2 * base.dt) and double.base_dt == base.base_dt
-    assert double.rate_scale == base.rate_scale  # physical units do not change
+    fine = ActionDiffusionWrapper(make("HalfCheetah-v5", control_interval=0.01))
+    assert base.dt == pytest.approx(0.05) and fine.dt == pytest.approx(0.01)
+    # a frame-skipped step's reward is a rate over the step; the native dt stays for beta
+    assert fine.base_dt == pytest.approx(0.01) and fine.native_dt == base.native_dt == 0.05
+    assert fine.rate_scale == base.rate_scale  # physical units do not change
+    held = ActionDiffusionWrapper(make("Pendulum-v1", control_interval=0.1))
+    # a repeated action sums native rewards, each a rate over the native step
+    assert held.dt == pytest.approx(0.1) and held.base_dt == pytest.approx(0.05)
 
 
 def test_clear_errors():

@@ -1,11 +1,14 @@
-"""The committed results of long runs: complete, with provenance, and what their settings say."""
+"""The committed results of long runs: complete, with provenance, portable, one copy of each,
+loadable, and what their settings say."""
 
+import hashlib
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from cqsm import results
+from cqsm import migrate, results
+from cqsm.evaluation import load_run
 from cqsm.train import TrainSettings
 
 RESULTS = Path(__file__).resolve().parent.parent / "paper_figures" / "results"
@@ -20,8 +23,11 @@ def test_there_are_committed_results():
 def test_committed_run_is_complete_or_consistently_in_progress(run_dir):
     """A finished run has every row and its policy; a run still training (its chapter says so)
     has consistent rows and provenance up to where it has got."""
-    settings = TrainSettings(**results.read_json(run_dir / "settings.json"))
-    assert run_dir.name == results.run_name(settings.algo, settings.env, settings.seed)
+    if (run_dir / "policy.pt").exists():  # the settings, the env and the trained policy load
+        settings = load_run(run_dir)[0]
+    else:  # a run still in progress (its checkpoint is not committed)
+        settings = TrainSettings.from_saved(results.read_json(run_dir / "settings.json"))
+    assert run_dir.name == settings.run_dir.name
     rows = pd.read_csv(run_dir / "results.csv")
     last = rows["step"].max()
     assert last <= settings.total_steps
@@ -33,3 +39,20 @@ def test_committed_run_is_complete_or_consistently_in_progress(run_dir):
     assert len(provenance["git"]["commit"]) == 40 and provenance["packages"]["torch"]
     assert provenance["steps"] == last
     assert (run_dir / "policy.pt").exists() == (last == settings.total_steps)
+
+
+def test_committed_runs_are_migrated_and_portable():
+    """Every committed run is in the current settings' terms (``python -m cqsm.migrate``
+    changes nothing) and names no machine's folders."""
+    for path in RESULTS.glob("**/settings.json"):
+        assert migrate.migrate_run(path.parent, write=False) == [], path
+        out = results.read_json(path)["out"]
+        assert not Path(out).is_absolute() and out.startswith("paper_figures/results/"), path
+
+
+def test_each_committed_run_is_committed_once():
+    digests: dict[str, Path] = {}
+    for run_dir in RUNS:
+        digest = hashlib.sha256((run_dir / "results.csv").read_bytes()).hexdigest()
+        assert digest not in digests, f"{run_dir} is a copy of {digests[digest]}"
+        digests[digest] = run_dir

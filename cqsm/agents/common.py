@@ -40,7 +40,8 @@ class Agent(Protocol):
 
     @staticmethod
     def wrap(env: gym.Env, settings, explore: bool) -> gym.Env:
-        """The env the agent acts in (for CQSM, the action-diffusion wrapper)."""
+        """The env the agent acts in (for CQSM, the action-diffusion wrapper), from the env
+        :func:`cqsm.envs.make` made at the run's control interval."""
 
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         """The action for one observation; ``explore=False`` for evaluation."""
@@ -207,6 +208,7 @@ def bootstrapped(batch: dict[str, torch.Tensor], value: torch.Tensor, gamma: flo
     return batch["reward"] + (1 - batch["terminated"]) * gamma * value
 
 
-def unwrapped(env: gym.Env, settings, explore: bool, action_repeat: int = 1) -> gym.Env:
-    """The ``wrap`` of agents that act in the env as it is (every baseline)."""
+def unwrapped(env: gym.Env, settings, explore: bool) -> gym.Env:
+    """The ``wrap`` of agents that act in the env as it is (every baseline), at the control
+    interval :func:`cqsm.envs.make` gave it."""
     return env

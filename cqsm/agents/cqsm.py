@@ -58,9 +58,9 @@ from cqsm.agents.common import (
     soft_update,
     with_target,
 )
-from cqsm.envs import ActionDiffusionWrapper, EnvError
+from cqsm.envs import ActionDiffusionWrapper, EnvError, check_box_actions, interval_of
 from cqsm.envs.action_diffusion import default_rate_scale
-from cqsm.settings import SettingsError, check_positive
+from cqsm.settings import SettingsError, check_positive, check_widths
 
 __all__ = ["CQSMSettings", "CQSMAgent", "ACTOR_FORMS", "WARMUPS"]
 
@@ -77,7 +77,8 @@ class CQSMSettings:
     sigma_a: float = 1.0
     """noise of the action process, action units per square-root second (0 in evaluation)"""
     beta: float | None = None
-    """discount rate per second (None: -ln(0.99)/env.dt, i.e. 0.99 per native env step)"""
+    """discount rate per second (None: -ln(0.99)/native dt, i.e. 0.99 per native env step, at
+    every control interval)"""
     rate_scale: float | None = None
     """largest score value, action units per second (None: ten box widths per second)"""
     boundary: str = "reflect"
@@ -95,8 +96,8 @@ class CQSMSettings:
     score_every: int = 1
     """update the score once every this many critic updates"""
     q_unit: float = 1.0
-    """the critics' output unit: Q = q_unit * Q_phi (env.dt gives a critic the numbers of a
-    per-step return; the objective and the score do not change)"""
+    """the critics' output unit: Q = q_unit * Q_phi (the control interval gives a critic the
+    numbers of a per-step return; the objective and the score do not change)"""
     relaxation: float | None = None
     """None: the network gives the score, rate_scale * tanh(.); a time in seconds: the score
     relaxes the action toward a target g_theta(x, a) in the box, Psi = (g_theta - a) / relaxation"""
@@ -142,7 +143,7 @@ class CQSMSettings:
                     "A relaxation score moves the action toward a target in the box; it needs "
                     "boundary 'reflect' or 'project', not 'squash'."
                 )
-        self.hidden = tuple(int(h) for h in self.hidden)
+        check_widths(self, "hidden")
 
 
 def _width(space: gym.spaces.Box) -> float:
@@ -158,20 +159,17 @@ class CQSMAgent(Saved):
     POLICY_PARTS = ("score_net",)  # the score network alone: policy.pt is 270 KB
 
     @staticmethod
-    def wrap(
-        env: gym.Env, settings: CQSMSettings, explore: bool, action_repeat: int = 1
-    ) -> gym.Env:
+    def wrap(env: gym.Env, settings: CQSMSettings, explore: bool) -> gym.Env:
+        check_box_actions(env, "CQSM")
         rate_scale = CQSMAgent.score_bound(settings, env.action_space)
-        base_dt = getattr(env.unwrapped, "dt", None)  # the wrapper says so if it is missing
-        if settings.warmup == "action" and base_dt is not None:
+        if settings.warmup == "action":
             # the warm-up jumps anywhere in the box in one step; the score keeps its own bound
-            rate_scale = max(rate_scale, _width(env.action_space) / (action_repeat * base_dt))
+            rate_scale = max(rate_scale, _width(env.action_space) / interval_of(env).dt)
         return ActionDiffusionWrapper(
             env,
             sigma_a=settings.sigma_a,
             rate_scale=rate_scale,
             boundary=settings.boundary,
-            action_repeat=action_repeat,
             explore=explore,
         )
 
@@ -196,7 +194,8 @@ class CQSMAgent(Saved):
         self.rate_scale = env.rate_scale  # the score's bound; the env's, but for an 'action'
         if s.warmup == "action":  # warm-up, whose moves the env lets cross the box in one step
             self.rate_scale = min(env.rate_scale, self.score_bound(s, env.env.action_space))
-        self.beta = s.beta if s.beta is not None else -math.log(0.99) / env.base_dt
+        # the default discount is 0.99 per *native* step: a rate per second, whatever the interval
+        self.beta = s.beta if s.beta is not None else -math.log(0.99) / env.native_dt
         self.discount = math.exp(-self.beta * self.dt)
         self.q_unit = s.q_unit
         d = self.diffusion.d

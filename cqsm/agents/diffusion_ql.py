@@ -46,7 +46,7 @@ from cqsm.agents.common import (
     with_target,
 )
 from cqsm.agents.ddpm import DDPM, Denoiser
-from cqsm.settings import check_positive
+from cqsm.settings import check_positive, check_widths
 
 __all__ = ["DiffusionQLSettings", "DiffusionQLAgent", "MishTwinCritic"]
 
@@ -85,7 +85,7 @@ class DiffusionQLSettings:
     def __post_init__(self):
         check_positive(self, "gamma", "actor_lr", "critic_lr", "grad_norm", "tau", "ema_decay")
         check_positive(self, "T", "ema_every", "n_candidates", integer=True)
-        self.hidden = tuple(int(h) for h in self.hidden)
+        check_widths(self, "hidden")
 
 
 class MishTwinCritic(TwinCritic):

@@ -40,7 +40,7 @@ from cqsm.agents.common import (
     with_target,
 )
 from cqsm.agents.ddpm import DDPM, Denoiser
-from cqsm.settings import check_positive
+from cqsm.settings import check_positive, check_widths
 
 __all__ = ["QSMSettings", "QSMAgent"]
 
@@ -73,8 +73,7 @@ class QSMSettings:
     def __post_init__(self):
         check_positive(self, "M_q", "gamma", "actor_lr", "critic_lr", "tau")
         check_positive(self, "T", integer=True)
-        self.hidden = tuple(int(h) for h in self.hidden)
-        self.critic_hidden = tuple(int(h) for h in self.critic_hidden)
+        check_widths(self, "hidden", "critic_hidden")
 
 
 class QSMAgent(Saved):

@@ -35,7 +35,7 @@ from cqsm.agents.common import (
     unwrapped,
     with_target,
 )
-from cqsm.settings import check_positive
+from cqsm.settings import check_positive, check_widths
 
 __all__ = ["SACSettings", "SACAgent"]
 
@@ -68,7 +68,7 @@ class SACSettings:
     def __post_init__(self):
         check_positive(self, "gamma", "actor_lr", "critic_lr", "tau", "alpha")
         check_positive(self, "policy_delay", integer=True)
-        self.hidden = tuple(int(h) for h in self.hidden)
+        check_widths(self, "hidden")
 
 
 class SACAgent(Saved):

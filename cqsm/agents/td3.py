@@ -38,7 +38,7 @@ from cqsm.agents.common import (
     unwrapped,
     with_target,
 )
-from cqsm.settings import check_positive
+from cqsm.settings import check_positive, check_widths
 
 __all__ = ["TD3Settings", "TD3Agent"]
 
@@ -69,7 +69,7 @@ class TD3Settings:
     def __post_init__(self):
         check_positive(self, "gamma", "actor_lr", "critic_lr", "tau")
         check_positive(self, "policy_delay", integer=True)
-        self.hidden = tuple(int(h) for h in self.hidden)
+        check_widths(self, "hidden")
 
 
 class TD3Agent(Saved):

@@ -1,4 +1,5 @@
-"""Environments: the action-diffusion wrapper, the LQ system as an env, and ``make``.
+"""Environments: the control interval, the action-diffusion wrapper, the LQ system as an env,
+and ``make``.
 
 Importing this package registers ``cqsm/LinearQuadratic-v0`` (the stationary scalar problem of
 :func:`cqsm.lq.example`) with Gymnasium.
@@ -12,16 +13,22 @@ import warnings
 
 import gymnasium as gym
 
-from cqsm.envs.action_diffusion import BOUNDARIES, ActionDiffusion, ActionDiffusionWrapper, EnvError
+from cqsm.envs.action_diffusion import BOUNDARIES, ActionDiffusion, ActionDiffusionWrapper
+from cqsm.envs.interval import ControlInterval, EnvError, Interval, interval_of, native, resolve
 from cqsm.envs.lq import LinearQuadraticEnv
 
 __all__ = [
     "ActionDiffusion",
     "ActionDiffusionWrapper",
     "BOUNDARIES",
+    "ControlInterval",
     "EnvError",
+    "Interval",
     "LinearQuadraticEnv",
+    "check_box_actions",
+    "interval_of",
     "make",
+    "resolve_interval",
 ]
 
 LQ_ENV_ID = "cqsm/LinearQuadratic-v0"
@@ -60,7 +67,7 @@ def _mujoco_notices_as_warnings():
         mujoco.set_mju_user_warning(previous)
 
 
-def make(env_id: str, **kwargs) -> gym.Env:
+def _gym_make(env_id: str, **kwargs) -> gym.Env:
     """``gymnasium.make`` with an error that names the closest registered ids."""
     try:
         with _mujoco_notices_as_warnings():
@@ -74,3 +81,35 @@ def make(env_id: str, **kwargs) -> gym.Env:
             f"{env_id} needs a package that is not installed ({err}); reinstall the project with "
             "`pip install -c constraints.txt -e .`."
         ) from None
+
+
+def resolve_interval(env_id: str, control_interval: float | None = None) -> Interval:
+    """How ``control_interval`` seconds (None: the env's own) is realised on ``env_id``: frame
+    skip or action repeat, and the time limit in control steps (:mod:`cqsm.envs.interval`)."""
+    return resolve(env_id, control_interval, _gym_make)
+
+
+def make(env_id: str, control_interval: float | None = None, **kwargs) -> gym.Env:
+    """``gymnasium.make`` at a control interval in seconds (None: the env's own), wrapped in a
+    :class:`ControlInterval` that says how the interval is realised; an unknown id gets an error
+    that names the closest registered ones."""
+    interval = resolve_interval(env_id, control_interval)
+    if not interval.native and interval.frame_skip is not None:
+        kwargs["frame_skip"] = interval.frame_skip
+        if interval.episode_steps is not None:  # the same time limit in seconds
+            kwargs["max_episode_steps"] = interval.episode_steps
+    return ControlInterval(_gym_make(env_id, **kwargs), interval)
+
+
+def check_box_actions(env: gym.Env | str, algo: str) -> None:
+    """Every algorithm here acts in a one-dimensional ``Box``: refuse any other action space
+    (``env``: an env, or an env id)."""
+    if isinstance(env, str):
+        name, space = env, native(env, _gym_make).action_space
+    else:
+        name, space = (env.spec.id if env.spec else env), env.action_space
+    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+        raise EnvError(
+            f"{algo} needs a one-dimensional Box action space (continuous control); {name} has "
+            f"{space}. Choose an env with continuous actions, such as Pendulum-v1."
+        )

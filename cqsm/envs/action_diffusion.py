@@ -5,8 +5,9 @@ force, and returns a score value ``Psi_k`` (action units per second). The wrappe
 
     a_k = boundary(a_{k-1} + Psi_k dt + sigma_a sqrt(dt) eps_k)
 
-and only then does the env apply ``a_k`` for ``dt`` seconds. Everything is in physical units, so a
-different control interval (``action_repeat``) leaves the continuous-time problem unchanged.
+and only then does the env apply ``a_k`` for ``dt`` seconds, the env's control interval
+(:mod:`cqsm.envs.interval`). Everything is in physical units, so a different control interval
+leaves the continuous-time problem unchanged.
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from cqsm.envs.interval import EnvError, interval_of
+
 __all__ = ["ActionDiffusion", "ActionDiffusionWrapper", "BOUNDARIES", "EnvError"]
 
 BOUNDARIES = ("reflect", "project", "squash")
-
-
-class EnvError(ValueError):
-    """An environment or wrapper setting that cannot work, with what to do instead."""
 
 
 def _check_positive(name: str, value: float) -> float:
@@ -158,26 +157,16 @@ def default_rate_scale(space: gym.spaces.Box) -> float:
     return float(np.max(width)) / 0.1
 
 
-def repeat_step(env: gym.Env, action, repeat: int):
-    """Apply ``action`` for ``repeat`` steps of ``env`` (fewer if the episode ends); returns the
-    last step's ``(x, terminated, truncated, info)`` with the rewards summed, in gym's order."""
-    total, terminated, truncated = 0.0, False, False
-    for _ in range(repeat):
-        x, reward, terminated, truncated, info = env.step(action)
-        total += float(reward)
-        if terminated or truncated:
-            break
-    return x, total, terminated, truncated, info
-
-
 class ActionDiffusionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Make a ``Box``-action env the augmented continuous-time system of the book.
 
     Observation: ``concat(x_k, a_{k-1})`` (``a`` is the latent with ``boundary="squash"``).
     Action: the score value ``Psi`` in action units per second, clipped to ``+-rate_scale``.
-    Reward: the env's own reward summed over the repeats, so returns stay comparable with other
-    agents; its integral over the step is ``reward * base_dt`` (rewards are rates). ``info`` holds
-    the applied action, the score value used and ``dt``.
+    Reward: the env's own reward, as the other agents get it; its integral over the step is
+    ``reward * base_dt`` (rewards are rates; ``base_dt`` is the interval's
+    :attr:`~cqsm.envs.interval.Interval.reward_dt`). ``info`` holds the applied action, the
+    score value used and ``dt``. The control interval ``dt`` is the env's
+    (:func:`~cqsm.envs.interval.interval_of`: made by :func:`cqsm.envs.make` at any interval).
 
     Args:
         env: a Gymnasium env with a ``Box`` action space.
@@ -185,7 +174,6 @@ class ActionDiffusionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         rate_scale: the largest score value, action units per second (``None``: sweep the box in
             0.1 s, i.e. ten box widths per second).
         boundary: ``"reflect"``, ``"project"`` or ``"squash"`` (see :class:`ActionDiffusion`).
-        action_repeat: env steps per control step; ``dt = action_repeat * env.dt``.
         explore: ``False`` runs the action process with ``sigma_a = 0`` (evaluation).
     """
 
@@ -195,7 +183,6 @@ class ActionDiffusionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         sigma_a: float = 1.0,
         rate_scale: float | None = None,
         boundary: str = "reflect",
-        action_repeat: int = 1,
         explore: bool = True,
     ):
         gym.utils.RecordConstructorArgs.__init__(
@@ -203,7 +190,6 @@ class ActionDiffusionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             sigma_a=sigma_a,
             rate_scale=rate_scale,
             boundary=boundary,
-            action_repeat=action_repeat,
             explore=explore,
         )
         gym.Wrapper.__init__(self, env)
@@ -214,23 +200,15 @@ class ActionDiffusionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 f"{env.spec.id if env.spec else env} has {space}. Discrete or structured "
                 "actions cannot be a diffusion."
             )
-        if int(action_repeat) != action_repeat or action_repeat < 1:
-            raise EnvError(f"action_repeat must be a positive integer; got {action_repeat!r}.")
-        base_dt = getattr(env.unwrapped, "dt", None)
-        if base_dt is None:
-            raise EnvError(
-                f"{env} has no `dt` (seconds per step); the action diffusion needs the control "
-                "interval. Give the env a `dt` attribute."
-            )
-        self.base_dt = _check_positive("env.dt", base_dt)
-        self.action_repeat = int(action_repeat)
+        self.interval = interval_of(env)
+        _check_positive("env.dt", self.interval.dt)
+        self.base_dt = self.interval.reward_dt
+        self.native_dt = self.interval.native_dt
         low, high = space.low.astype(np.float64), space.high.astype(np.float64)
         if rate_scale is None:
             rate_scale = default_rate_scale(space)
         self.rate_scale = _check_positive("rate_scale", rate_scale)
-        self.diffusion = ActionDiffusion(
-            low, high, self.action_repeat * self.base_dt, float(sigma_a), boundary
-        )
+        self.diffusion = ActionDiffusion(low, high, self.interval.dt, float(sigma_a), boundary)
         self.explore = bool(explore)
         self.n = int(np.prod(env.observation_space.shape))
         state = self.diffusion.state_space()
@@ -281,9 +259,9 @@ class ActionDiffusionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         )
         self._a = self.diffusion.move(self._a, psi, eps)
         applied = self.diffusion.applied(self._a).astype(self.env.action_space.dtype)
-        x, total, terminated, truncated, info = repeat_step(self.env, applied, self.action_repeat)
+        x, reward, terminated, truncated, info = self.env.step(applied)
         info = dict(info, applied_action=applied, score=psi, dt=self.dt)
-        return self._observe(x), total, terminated, truncated, info
+        return self._observe(x), reward, terminated, truncated, info
 
     # The state of the action process and its noise, for exact checkpoints at episode ends.
     def get_wrapper_state(self) -> dict:
