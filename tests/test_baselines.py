@@ -35,6 +35,26 @@ def test_same_seed_same_numbers_and_exact_extension(tmp_path, algo):
     pd.testing.assert_frame_equal(rows_without_timing(longer.rows), rows_without_timing(whole.rows))
 
 
+@pytest.mark.parametrize("algo", ["sac", "diffusion_ql", "qsm"])
+def test_evaluation_never_changes_training(tmp_path, algo):
+    """Their evaluation actions are random draws: made on a generator of their own, seeded by
+    the run's seed and the step, they leave training as it is, and the evaluation at a step is
+    the same whatever the schedule."""
+    runs = {
+        every: train(small(tmp_path / f"every{every}", algo, total_steps=600, eval_every=every))
+        for every in (100, 300)
+    }
+    often, rarely = runs[100], runs[300]
+    shared = often.rows[often.rows["step"].isin(rarely.rows["step"])].reset_index(drop=True)
+    assert list(shared["step"]) == [300, 600] and often.rows["critic_loss"].notna().sum() >= 4
+    columns = ["step", "train_return", "episodes", "eval_return", "eval_return_std"]
+    pd.testing.assert_frame_equal(shared[columns], rarely.rows[columns])
+    for mine, theirs in zip(
+        often.agent.critic.parameters(), rarely.agent.critic.parameters(), strict=True
+    ):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=0)  # the same training, bit for bit
+
+
 def rescaled_pendulum():
     """Pendulum with its torque box moved to [0.5, 3]: nothing may assume [-1, 1]."""
     low, high = np.array([0.5], np.float32), np.array([3.0], np.float32)

@@ -6,6 +6,7 @@
   pin inside the pyproject range, torch and mujoco included.
 """
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
-MIRRORED_EXTRAS = ("dev",)  # extras that environment.yml installs too (not ray: opt-in)
+MIRRORED_EXTRAS = ("dev",)  # extras that environment.yml installs too
 
 
 def by_name(lines, source):
@@ -76,7 +77,18 @@ def test_pyproject_basics(project):
     assert project["name"] == "cqsm"
     assert project["requires-python"] == ">=3.11"
     assert project["scripts"]["cqsm"] == "cqsm.cli:main"
-    assert "ray" in project["optional-dependencies"]
+
+
+def test_every_optional_extra_is_used_by_the_library(project):
+    """An extra (``pip install -e '.[name]'``) is a claim that the library can use it: each one
+    but the developers' tools names a package that some module of ``cqsm`` imports."""
+    sources = "\n".join(p.read_text() for p in (ROOT / "cqsm").rglob("*.py"))
+    for extra, requirements in project["optional-dependencies"].items():
+        if extra == "dev":
+            continue
+        for requirement in requirements:
+            module = Requirement(requirement).name.replace("-", "_")
+            assert re.search(rf"^\s*(import|from) {module}\b", sources, re.M), (extra, module)
 
 
 def test_environment_yml_is_valid(environment):
