@@ -33,6 +33,7 @@ from tqdm import tqdm
 from cqsm import envs, results
 from cqsm.agents import agent_class
 from cqsm.evaluation import evaluate
+from cqsm.migrate import migrate_settings
 from cqsm.presets import TASKS
 from cqsm.replay import ReplayBuffer
 from cqsm.settings import SettingsError, check_positive
@@ -248,16 +249,22 @@ class TrainSettings:
     def from_saved(cls, saved: dict) -> TrainSettings:
         """The settings of a run's ``settings.json`` (migrated to the current settings first:
         :mod:`cqsm.migrate`)."""
-        from cqsm.migrate import migrate_settings
-
-        fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in migrate_settings(saved).items() if k in fields})
+        saved = dict(migrate_settings(saved))
+        saved.pop("interval", None)  # a record of how the interval was realised, not a setting
+        unknown = set(saved) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise results.RunError(
+                f"Saved settings hold {sorted(unknown)}, which TrainSettings does not know; "
+                "cqsm.migrate must say how they read now."
+            )
+        return cls(**saved)
 
     def record(self) -> dict:
-        """What ``settings.json`` holds: every setting, the resolved interval and the budget in
-        simulated seconds."""
+        """What ``settings.json`` holds: every setting (``out`` portable), the resolved interval
+        and the budget in simulated seconds."""
         return results.plain(self) | {
-            "interval": self.interval.record() | {"total_seconds": self.sim_seconds}
+            "out": results.portable(self.out),
+            "interval": self.interval.record() | {"total_seconds": self.sim_seconds},
         }
 
     def describe(self) -> str:
@@ -368,8 +375,6 @@ def _check_settings(run_dir: Path, settings: TrainSettings, resume: bool) -> Non
             f"{run_dir} already holds a run. Continue it with resume=True (--resume), or choose "
             "another out folder or seed."
         )
-    from cqsm.migrate import migrate_settings
-
     saved = migrate_settings(results.read_json(saved_path))
     free = {"total_steps", "resume", "progress", "tensorboard", "out", "sources"}
     differ = results.changed_settings(saved, settings, free)
@@ -441,7 +446,7 @@ def train(settings: TrainSettings, on_eval=None) -> TrainResult:
         rows = [r for r in results.read_rows(run_dir / "results.csv") if r["step"] <= step]
         env.reset(seed=s.seed)  # builds the env's generators; their states come next
         _set_rng_states(env, state["rng"])
-    results.write_json(run_dir / "settings.json", s.record() | {"out": results.portable(s.out)})
+    results.write_json(run_dir / "settings.json", s.record())
 
     writer = None
     if s.tensorboard:

@@ -66,6 +66,12 @@ def target_of(module, agent, batch, monkeypatch) -> torch.Tensor:
     return caught.value.args[0]
 
 
+def transitions():
+    """The batch's rows as plain numbers: ``(x', eps, r, terminated)``."""
+    columns = (X_NEXT.tolist(), EPS[:, 0].tolist(), REWARD.tolist(), TERMINATED.tolist())
+    return zip(*columns, strict=True)
+
+
 def batch():
     return {
         "obs": X,
@@ -86,9 +92,7 @@ def test_td3_target_smoothing_is_clipped_and_takes_the_smaller_critic(monkeypatc
     target = target_of(td3_module, agent, batch(), monkeypatch)
 
     expected = []
-    for x, eps, r, done in zip(
-        X_NEXT.tolist(), EPS[:, 0].tolist(), REWARD.tolist(), TERMINATED.tolist(), strict=True
-    ):
+    for x, eps, r, done in transitions():
         mu = 2 * math.tanh(0.5 * x[0] - 1.0 * x[1] + 0.25 * x[2])
         noise = min(max(0.4 * eps, -0.5), 0.5)  # 0.8 -> 0.5, -0.2, -1.2 -> -0.5
         a = min(max(mu + 2 * noise, -2.0), 2.0)  # noise in half widths, then the box
@@ -145,9 +149,7 @@ def test_sac_target_has_the_entropy_term(monkeypatch):
     target = target_of(sac_module, agent, batch(), monkeypatch)
 
     expected = []
-    for x, eps, r, done in zip(
-        X_NEXT.tolist(), EPS[:, 0].tolist(), REWARD.tolist(), TERMINATED.tolist(), strict=True
-    ):
+    for x, eps, r, done in transitions():
         mean = 0.3 * x[0] - 0.2 * x[1] + 0.1 * x[2]
         a, log_pi = gaussian_tanh(mean, 0.5 * x[0] + 0.5 * x[1] - 0.25 * x[2], eps)
         soft = min(sum(x) + a, sum(x) - a) - 0.5 * log_pi  # alpha = 0.5
@@ -195,14 +197,7 @@ def test_cqsm_target_resamples_the_next_action_and_charges_the_move(monkeypatch)
     target = agent.td_target(cqsm_batch)
 
     dt, expected, crossed = 0.05, [], []
-    for x, a, eps, r, done in zip(
-        X_NEXT.tolist(),
-        a_k[:, 0].tolist(),
-        EPS[:, 0].tolist(),
-        REWARD.tolist(),
-        TERMINATED.tolist(),
-        strict=True,
-    ):
+    for a, (x, eps, r, done) in zip(a_k[:, 0].tolist(), transitions(), strict=True):
         psi = 40.0 * math.tanh(0.5 * x[0] - 1.0 * x[1] + 0.25 * x[2] + 2.0 * a)  # current score
         moved = a + psi * dt + 0.5 * math.sqrt(dt) * eps
         crossed.append(abs(moved) > 2.0)
