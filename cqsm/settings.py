@@ -121,7 +121,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls, dest_prefix: str = "", s
             continue
         kind, allows_none = _optional(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = f"{docs.get(f.name, '')} (default: {default!r})"
+        doc = docs.get(f.name, "")
+        # a docstring that states its own default (a None resolved later) keeps its words
+        help_text = doc if "default" in doc else f"{doc} (default: {default!r})"
         name = "--" + f.name.replace("_", "-")
         dest = dest_prefix + f.name
         common = dict(dest=dest, default=argparse.SUPPRESS, help=help_text)
