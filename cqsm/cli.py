@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import gymnasium as gym
+
 from cqsm import book, figures
 from cqsm import settings as cli_settings
 from cqsm.agents import ALGOS, agent_class
@@ -212,12 +214,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.render:
         os.environ.setdefault("MUJOCO_GL", "egl")
+    from cqsm.envs import interval_of
     from cqsm.evaluation import evaluate, load_run, record
 
     settings, env, agent = load_run(args.run_dir, render_mode="rgb_array" if args.render else None)
     frames = [] if args.render else None
     seed = settings.seed if args.seed is None else args.seed
-    returns = evaluate(agent, env, args.episodes, seed, frames=frames)
+    try:
+        returns = evaluate(agent, env, args.episodes, seed, frames=frames)
+    except gym.error.DependencyNotInstalled as err:  # rendering needs what the env names
+        raise EnvError(
+            f"Cannot render {settings.env}: {err}. Or evaluate without --render."
+        ) from None
     print(
         f"{settings.algo} on {settings.env}: return {returns.mean():.1f} ± {returns.std():.1f} "
         f"over {args.episodes} episodes"
@@ -226,7 +234,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         path = record(
             [f for f, _ in frames],
             args.video or args.run_dir / "policy.gif",
-            fps=1 / env.unwrapped.dt,
+            fps=1 / interval_of(env).dt,  # one frame per control step
         )
         print(f"recorded {len(frames)} frames to {path}")
     return 0

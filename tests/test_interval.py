@@ -10,7 +10,7 @@ from test_train import tiny
 from cqsm import cli, results
 from cqsm.agents import ALGOS
 from cqsm.envs import EnvError, interval_of, make, resolve_interval
-from cqsm.evaluation import evaluate
+from cqsm.evaluation import evaluate, load_run
 from cqsm.settings import SettingsError
 from cqsm.train import TrainSettings, make_agent, make_env, train, updates_due
 
@@ -251,3 +251,11 @@ def test_committed_rows_reproduce(tmp_path):
         committed = committed[committed.step <= steps].drop(columns=["sps", "wall_time"])
         # diagnostics added since a run was made are extra columns of the rerun
         pd.testing.assert_frame_equal(rerun[committed.columns], committed, check_dtype=False)
+
+
+def test_a_run_at_another_interval_loads_and_evaluates_there(tmp_path, capsys):
+    run = train(tiny(tmp_path, algo="td3", control_interval=0.1, total_steps=200))
+    settings, env, _ = load_run(run.run_dir)
+    assert settings.control_interval == 0.1 and interval_of(env).repeat == 2
+    assert cli.main(["evaluate", str(run.run_dir), "--episodes", "1"]) == 0
+    assert "td3 on Pendulum-v1: return" in capsys.readouterr().out
