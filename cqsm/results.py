@@ -36,6 +36,7 @@ __all__ = [
     "changed_settings",
     "write_json",
     "read_json",
+    "tidy",
     "write_rows",
     "read_rows",
     "provenance",
@@ -115,11 +116,17 @@ def read_json(path: Path) -> dict:
         raise RunError(f"Cannot read {path}: {err}.") from None
 
 
-def write_rows(path: Path, rows: list[dict]) -> None:
-    """Write the tidy rows as CSV, known columns first."""
+def tidy(rows: list[dict]) -> pd.DataFrame:
+    """The tidy rows as a DataFrame, known columns first (as ``results.csv`` holds them)."""
     frame = pd.DataFrame(rows)
     columns = [c for c in ROW_KEYS if c in frame] + [c for c in frame if c not in ROW_KEYS]
-    atomic_write(path, lambda tmp: frame[columns].to_csv(tmp, index=False))
+    return frame[columns]
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Write the tidy rows as CSV, known columns first."""
+    frame = tidy(rows)
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def _with_defaults(saved: dict, settings) -> dict:

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from cqsm import envs, results
 from cqsm.agents import agent_class
 from cqsm.evaluation import evaluate
-from cqsm.migrate import migrate_settings
+from cqsm.migrate import migrate_rows, migrate_settings
 from cqsm.presets import TASKS
 from cqsm.replay import ReplayBuffer
 from cqsm.settings import SettingsError, check_positive
@@ -443,7 +443,10 @@ def train(settings: TrainSettings, on_eval=None) -> TrainResult:
         buffer.load_state_dict(state["buffer"])
         step, episodes, wall_time = state["step"], state["episodes"], state["wall_time"]
         train_returns, diagnostics = state["train_returns"], state["diagnostics"]
-        rows = [r for r in results.read_rows(run_dir / "results.csv") if r["step"] <= step]
+        saved_rows = pd.DataFrame(results.read_rows(run_dir / "results.csv"))
+        if len(saved_rows):  # rows of an older run gain the columns added since
+            saved_rows = migrate_rows(saved_rows, results.plain(s))
+        rows = [r for r in saved_rows.to_dict("records") if r["step"] <= step]
         env.reset(seed=s.seed)  # builds the env's generators; their states come next
         _set_rng_states(env, state["rng"])
     results.write_json(run_dir / "settings.json", s.record())
@@ -568,4 +571,4 @@ def train(settings: TrainSettings, on_eval=None) -> TrainResult:
     )
     if writer is not None:
         writer.close()
-    return TrainResult(run_dir, pd.DataFrame(rows), agent)
+    return TrainResult(run_dir, results.tidy(rows), agent)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from test_train import tiny
 
-from cqsm import cli, results
+from cqsm import cli, migrate, results
 from cqsm.agents import ALGOS
 from cqsm.envs import EnvError, interval_of, make, resolve_interval
 from cqsm.evaluation import evaluate, load_run
@@ -259,3 +259,31 @@ def test_a_run_at_another_interval_loads_and_evaluates_there(tmp_path, capsys):
     assert settings.control_interval == 0.1 and interval_of(env).repeat == 2
     assert cli.main(["evaluate", str(run.run_dir), "--episodes", "1"]) == 0
     assert "td3 on Pendulum-v1: return" in capsys.readouterr().out
+
+
+def test_a_run_saved_before_the_interval_setting_resumes_and_migrates(tmp_path):
+    whole = train(tiny(tmp_path / "whole", total_steps=400))
+    old = tiny(tmp_path / "old", total_steps=200)
+    train(old)
+    # its settings.json and rows as the code before the control interval wrote them
+    path = old.run_dir / "settings.json"
+    saved = results.read_json(path)
+    for key in ("control_interval", "interval", "sources", *migrate.NEW_FIELDS):
+        del saved[key]
+    saved |= {"action_repeat": 1, "out": str(tmp_path.resolve() / "old")}
+    results.write_json(path, saved)
+    rows = pd.read_csv(old.run_dir / "results.csv").drop(columns=["sim_time", "eval_return_raw"])
+    rows.to_csv(old.run_dir / "results.csv", index=False)
+    assert sorted(migrate.migrate_run(old.run_dir, write=False)) == sorted(
+        [str(path), str(old.run_dir / "results.csv")]
+    )
+    resumed = train(tiny(tmp_path / "old", total_steps=400, resume=True))
+    timing = ["sps", "wall_time"]
+    pd.testing.assert_frame_equal(
+        resumed.rows.drop(columns=timing), whole.rows.drop(columns=timing)
+    )
+    assert migrate.migrate_run(old.run_dir) == []  # resuming wrote it in the current terms
+    with pytest.raises(TypeError, match="action_repeat"):  # the old setting is gone
+        TrainSettings(action_repeat=2)
+    with pytest.raises(SystemExit):  # and cqsm train refuses --action-repeat (argparse, exit 2)
+        cli.main(["train", "--action-repeat", "2"])
