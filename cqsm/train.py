@@ -331,7 +331,6 @@ def make_env(settings: TrainSettings, explore: bool, render_mode: str | None = N
         settings.control_interval,
         **({"render_mode": render_mode} if render_mode else {}),
     )
-    envs.check_box_actions(env, settings.algo)
     return agent_class(settings.algo).wrap(env, settings.agent, explore)
 
 
