@@ -135,13 +135,8 @@ def resolve(env_id: str, control_interval: float | None, make) -> Interval:
     """The :class:`Interval` that realises ``control_interval`` seconds on ``env_id`` (None: the
     env's own); ``make(env_id, **kwargs)`` makes the env. An interval that cannot be realised
     raises an :class:`EnvError` naming the allowed values."""
-    timing = native(env_id, make)
-    native_dt, physics_dt, native_skip, limit = (
-        timing.dt,
-        timing.physics_dt,
-        timing.frame_skip,
-        timing.limit,
-    )
+    own = native(env_id, make)
+    native_dt, physics_dt, native_skip, limit = own.dt, own.physics_dt, own.frame_skip, own.limit
     if native_dt is None:
         raise EnvError(
             f"{env_id} has no `dt` (seconds per step); a control interval needs it. Give the "
