@@ -69,10 +69,7 @@ def migrate_settings(saved: dict) -> dict:
         new.setdefault(name, value)
     if "interval" not in new:
         interval = resolve_interval(new["env"], new["control_interval"])
-        total = new.get("total_steps")
-        new["interval"] = interval.record() | {
-            "total_seconds": None if total is None else total * interval.dt
-        }
+        new["interval"] = interval.record(new.get("total_steps"))
     return new
 
 

@@ -264,7 +264,7 @@ class TrainSettings:
         and the budget in simulated seconds."""
         return results.plain(self) | {
             "out": results.portable(self.out),
-            "interval": self.interval.record() | {"total_seconds": self.sim_seconds},
+            "interval": self.interval.record(self.total_steps),
         }
 
     def describe(self) -> str:

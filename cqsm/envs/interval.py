@@ -79,14 +79,16 @@ class Interval:
         ``reward * reward_dt`` (a repeated action sums native rewards of ``native_dt`` each)."""
         return self.native_dt if self.frame_skip is None else self.dt
 
-    def record(self) -> dict:
-        """The resolved interval, for a run's ``settings.json``."""
+    def record(self, total_steps: int | None = None) -> dict:
+        """The resolved interval, for a run's ``settings.json``, with a budget of
+        ``total_steps`` control steps in simulated seconds."""
         return {
             "control_interval": self.dt,
             "native_dt": self.native_dt,
             "frame_skip": self.frame_skip,
             "repeat": self.repeat,
             "episode_steps": self.episode_steps,
+            "total_seconds": None if total_steps is None else total_steps * self.dt,
         }
 
 
