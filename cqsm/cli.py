@@ -14,14 +14,14 @@ from pathlib import Path
 
 import gymnasium as gym
 
-from cqsm import book, figures
 from cqsm import settings as cli_settings
-from cqsm.agents import ALGOS, agent_class
-from cqsm.envs import EnvError
-from cqsm.manifest import MANIFEST, PipelineError, find_root
-from cqsm.results import RunError
+from cqsm.pipeline import book, figures
+from cqsm.pipeline.manifest import MANIFEST, PipelineError, find_root
+from cqsm.rl.agents import ALGOS, agent_class
+from cqsm.rl.envs import EnvError
+from cqsm.rl.results import RunError
+from cqsm.rl.train import TrainingDiverged, TrainSettings, train
 from cqsm.settings import SettingsError
-from cqsm.train import TrainingDiverged, TrainSettings, train
 
 # Errors that speak to the user: printed as one message, exit status 1, no traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -147,7 +147,7 @@ def add_train(subparsers, argv: list[str]) -> None:
         description="Train one run and write <out>/<algo>-<env>-s<seed>/ with settings.json, "
         "results.csv (tidy rows), provenance.json, checkpoint.pt and policy.pt. Settings start "
         "from the defaults, then the algorithm's published loop defaults, then the task's row "
-        "of cqsm.presets.TASKS, then the options given here; settings.json and the printout "
+        "of cqsm.rl.presets.TASKS, then the options given here; settings.json and the printout "
         "say where each value came from. --control-interval sets the seconds per control step "
         "for every algorithm (a MuJoCo env by its frame skip, any other by repeating the "
         "action); returns are reported in the env's native units at every interval. The "
@@ -214,8 +214,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.render:
         os.environ.setdefault("MUJOCO_GL", "egl")
-    from cqsm.envs import interval_of
-    from cqsm.evaluation import evaluate, load_run, record
+    from cqsm.rl.envs import interval_of
+    from cqsm.rl.evaluation import evaluate, record
+    from cqsm.rl.runs import load_run
 
     settings, env, agent = load_run(args.run_dir, render_mode="rgb_array" if args.render else None)
     frames = [] if args.render else None
@@ -241,7 +242,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def add_bench(subparsers, argv: list[str]) -> None:
-    from cqsm.bench import BenchSettings
+    from cqsm.rl.bench import BenchSettings
 
     parser = subparsers.add_parser(
         "bench",
@@ -256,7 +257,7 @@ def add_bench(subparsers, argv: list[str]) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from cqsm.bench import BenchSettings, bench, markdown
+    from cqsm.rl.bench import BenchSettings, bench, markdown
 
     settings = BenchSettings(**cli_settings.given(args, BenchSettings))
     print(markdown(bench(settings)))

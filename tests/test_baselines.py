@@ -9,11 +9,11 @@ import torch
 from test_train import rows_without_timing, tiny
 
 from cqsm import cli
-from cqsm.agents import ALGOS, QSMAgent, QSMSettings, SACAgent, SACSettings
-from cqsm.agents.common import ActionBox, Mish
-from cqsm.agents.ddpm import DDPM, Denoiser, vp_betas
-from cqsm.envs import EnvError
-from cqsm.train import TrainSettings, make_agent, make_env, train
+from cqsm.rl.agents import ALGOS, QSMAgent, QSMSettings, SACAgent, SACSettings
+from cqsm.rl.agents.common import ActionBox, Mish
+from cqsm.rl.agents.ddpm import DDPM, Denoiser, vp_betas
+from cqsm.rl.envs import EnvError
+from cqsm.rl.train import TrainSettings, make_agent, make_env, train
 
 BASELINES = ["td3", "sac", "diffusion_ql", "qsm"]
 
@@ -239,7 +239,7 @@ def test_smoke_mujoco(tmp_path, algo, env_id):
 
 @pytest.mark.parametrize("algo", BASELINES)
 def test_a_saved_policy_acts_as_the_trained_agent(tmp_path, algo):
-    from cqsm.evaluation import load_run
+    from cqsm.rl.runs import load_run
 
     result = train(small(tmp_path, algo, total_steps=200, learning_starts=100, eval_every=200))
     _, env, agent = load_run(result.run_dir)

@@ -3,9 +3,10 @@
 import pandas as pd
 import pytest
 
-from cqsm import bench as bench_module
-from cqsm import cli, results
-from cqsm.bench import BenchSettings, bench, markdown, summarise
+from cqsm import cli
+from cqsm.rl import bench as bench_module
+from cqsm.rl import results
+from cqsm.rl.bench import BenchSettings, bench, markdown, summarise
 from cqsm.settings import SettingsError
 
 

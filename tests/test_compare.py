@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from cqsm.compare import bootstrap_ci, label, returns_at
+from cqsm.rl.compare import bootstrap_ci, label, returns_at
 
 
 def test_bootstrap_interval_of_the_mean_against_normal_theory():

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from cqsm.agents import CQSMAgent
-from cqsm.deep_lq import riccati_gap, train_lq
-from cqsm.train import TrainSettings, make_env
+from cqsm.rl.agents import CQSMAgent
+from cqsm.rl.riccati import riccati_gap, train_lq
+from cqsm.rl.train import TrainSettings, make_env
 
 
 def test_riccati_gap_of_the_optimal_gain_is_zero(monkeypatch):

@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from cqsm.agents.cqsm import CQSMAgent, CQSMSettings
-from cqsm.diagnostics import (
+from cqsm.lq.problem import LQProblem
+from cqsm.rl.agents.cqsm import CQSMAgent, CQSMSettings
+from cqsm.rl.diagnostics import (
     _restore,
     _snapshot,
     action_predictability,
@@ -17,10 +18,9 @@ from cqsm.diagnostics import (
     gradient_check,
     warmup_states_and_actions,
 )
-from cqsm.envs import LinearQuadraticEnv
-from cqsm.evaluation import evaluate
-from cqsm.lq import LQProblem
-from cqsm.train import TrainSettings, make_agent, make_env
+from cqsm.rl.envs import LinearQuadraticEnv
+from cqsm.rl.evaluation import evaluate
+from cqsm.rl.train import TrainSettings, make_agent, make_env
 
 
 def test_action_statistics_of_a_sine():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from cqsm.envs import ActionDiffusion, ActionDiffusionWrapper, EnvError, LinearQuadraticEnv, make
+from cqsm.rl.envs import ActionDiffusion, ActionDiffusionWrapper, EnvError, LinearQuadraticEnv, make
 
 
 @pytest.mark.parametrize("boundary", ["reflect", "project", "squash"])
@@ -156,7 +156,7 @@ def test_make_routes_mujoco_notices_to_python_warnings(tmp_path, monkeypatch):
 
     import mujoco
 
-    from cqsm.envs import MujocoWarning, _mujoco_notices_as_warnings
+    from cqsm.rl.envs import MujocoWarning, _mujoco_notices_as_warnings
 
     monkeypatch.chdir(tmp_path)
     with warnings.catch_warnings(record=True) as caught:

@@ -7,12 +7,14 @@ import pandas as pd
 import pytest
 from test_train import tiny
 
-from cqsm import cli, migrate, results
-from cqsm.agents import ALGOS
-from cqsm.envs import EnvError, interval_of, make, resolve_interval
-from cqsm.evaluation import evaluate, load_run
+from cqsm import cli
+from cqsm.rl import migrate, results
+from cqsm.rl.agents import ALGOS
+from cqsm.rl.envs import EnvError, interval_of, make, resolve_interval
+from cqsm.rl.evaluation import evaluate
+from cqsm.rl.runs import load_run
+from cqsm.rl.train import TrainSettings, make_agent, make_env, train, updates_due
 from cqsm.settings import SettingsError
-from cqsm.train import TrainSettings, make_agent, make_env, train, updates_due
 
 
 def test_an_interval_is_a_frame_skip_on_mujoco_and_a_repeat_elsewhere():

@@ -5,9 +5,9 @@ import pytest
 import scipy.linalg
 import torch
 
-from cqsm.lq import ConventionalLQ, LQError, LQProblem, example
-from cqsm.scores import LinearScore
-from cqsm.sde import simulate
+from cqsm.lq.problem import ConventionalLQ, LQError, LQProblem, example
+from cqsm.lq.scores import LinearScore
+from cqsm.lq.sde import simulate
 
 TIMES = [0.0, 0.25, 0.5, 0.9, 1.0]
 

@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from cqsm import martingale as mg
-from cqsm.critics import MLPCritic, QuadraticCritic
-from cqsm.lq import example
-from cqsm.policy_evaluation import (
+from cqsm.lq import martingale as mg
+from cqsm.lq.critics import MLPCritic, QuadraticCritic
+from cqsm.lq.evaluation import (
     feature_preconditioner,
     initial_states,
     iterate_offline,
     relative_error,
 )
-from cqsm.scores import LinearScore
-from cqsm.sde import simulate
+from cqsm.lq.problem import example
+from cqsm.lq.scores import LinearScore
+from cqsm.lq.sde import returns_to_go, simulate
 
 K = np.array([[-0.5, -1.0]])
 
@@ -148,7 +148,7 @@ def test_returns_to_go_discounting():
     score = LinearScore.for_problem(prob, K0=K)
     g = torch.Generator().manual_seed(1)
     paths = simulate(prob.sde(), score, initial_states(10, 2, 1.0, g), 0.1, n_steps=20, generator=g)
-    G = mg.returns_to_go(paths)
+    G = returns_to_go(paths)
     rr = paths.running_reward * paths.dt
     expected = sum(np.exp(-0.5 * 0.1 * k) * rr[:, k] for k in range(20))
     assert torch.allclose(G[:, 0], expected)

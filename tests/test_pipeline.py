@@ -1,6 +1,7 @@
 """The figure pipeline: the manifest, caption injection, the papermill driver and the book build.
 
-Modules tested: ``cqsm.manifest``, ``cqsm.figures``, ``cqsm.book`` and ``cqsm.cli``.
+Modules tested: ``cqsm.pipeline.manifest``, ``cqsm.pipeline.figures``, ``cqsm.pipeline.book`` and
+``cqsm.cli``.
 
 The tests marked ``built_outputs`` check what ``make test`` built just before running them
 (``cqsm figures --profile ci`` and ``cqsm book --profile ci --strict``). ``make test`` sets
@@ -22,8 +23,9 @@ import nbformat
 import pytest
 import yaml
 
-from cqsm import book, cli, figures
-from cqsm.manifest import (
+from cqsm import cli
+from cqsm.pipeline import book, figures
+from cqsm.pipeline.manifest import (
     MANIFEST,
     Chapter,
     Figure,

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cqsm import migrate, results
-from cqsm.evaluation import load_run
-from cqsm.train import TrainSettings
+from cqsm.rl import migrate, results
+from cqsm.rl.runs import load_run
+from cqsm.rl.train import TrainSettings
 
 RESULTS = Path(__file__).resolve().parent.parent / "paper_figures" / "results"
 RUNS = sorted(p.parent for p in RESULTS.glob("**/settings.json") if p.parent.parent != RESULTS)
@@ -42,7 +42,7 @@ def test_committed_run_is_complete_or_consistently_in_progress(run_dir):
 
 
 def test_committed_runs_are_migrated_and_portable():
-    """Every committed run is in the current settings' terms (``python -m cqsm.migrate``
+    """Every committed run is in the current settings' terms (``python -m cqsm.rl.migrate``
     changes nothing) and names no machine's folders."""
     for path in RESULTS.glob("**/settings.json"):
         assert migrate.migrate_run(path.parent, write=False) == [], path

@@ -4,18 +4,18 @@ import numpy as np
 import pytest
 import torch
 
-from cqsm.critics import QuadraticCritic
-from cqsm.lq import example
-from cqsm.lq_cqsm import OfflineSettings, OnlineSettings, offline_cqsm, online_cqsm
-from cqsm.policy_evaluation import initial_states
-from cqsm.score_matching import (
+from cqsm.lq.cqsm import OfflineSettings, OnlineSettings, offline_cqsm, online_cqsm
+from cqsm.lq.critics import QuadraticCritic
+from cqsm.lq.evaluation import initial_states
+from cqsm.lq.problem import example
+from cqsm.lq.score_matching import (
     action_gradient,
     fit_linear_score,
     improvement_step,
     score_matching_loss,
 )
-from cqsm.scores import LinearScore, MLPScore
-from cqsm.sde import simulate
+from cqsm.lq.scores import LinearScore, MLPScore
+from cqsm.lq.sde import simulate
 
 K = np.array([[-0.5, -1.0]])
 

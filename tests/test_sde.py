@@ -11,9 +11,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from cqsm import plots  # noqa: E402
-from cqsm.lq import example  # noqa: E402
-from cqsm.scores import LinearScore  # noqa: E402
-from cqsm.sde import euler_log_likelihood_ratio, kl_rate, simulate  # noqa: E402
+from cqsm.lq.problem import example  # noqa: E402
+from cqsm.lq.scores import LinearScore  # noqa: E402
+from cqsm.lq.sde import euler_log_likelihood_ratio, kl_rate, simulate  # noqa: E402
 
 K = np.array([[-0.5, -1.0]])
 

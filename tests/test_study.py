@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
-from cqsm.agents import CQSMSettings
-from cqsm.study import Variant, read_study, study_runs
-from cqsm.sweep import sweep
-from cqsm.train import TrainSettings
+from cqsm.rl.agents import CQSMSettings
+from cqsm.rl.study import Variant, read_study, study_runs
+from cqsm.rl.sweep import sweep
+from cqsm.rl.train import TrainSettings
 
 
 def test_variants_override_only_what_they_name(tmp_path):

@@ -15,10 +15,10 @@ import pytest
 import torch
 from torch import nn
 
-from cqsm.agents import CQSMAgent, CQSMSettings, SACAgent, SACSettings, TD3Agent, TD3Settings
-from cqsm.agents import sac as sac_module
-from cqsm.agents import td3 as td3_module
-from cqsm.envs import ActionDiffusionWrapper, make
+from cqsm.rl.agents import CQSMAgent, CQSMSettings, SACAgent, SACSettings, TD3Agent, TD3Settings
+from cqsm.rl.agents import sac as sac_module
+from cqsm.rl.agents import td3 as td3_module
+from cqsm.rl.envs import ActionDiffusionWrapper, make
 
 # Pendulum-v1: x in R^3, torque in [-2, 2] (half width 2), 0.05 s per step.
 X = torch.tensor([[1.0, 0.0, 0.5], [0.0, 1.0, -1.0], [0.6, -0.8, 2.0]])

@@ -7,12 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-from cqsm import cli, results
-from cqsm.agents import CQSMAgent, CQSMSettings
-from cqsm.envs import ActionDiffusionWrapper
-from cqsm.evaluation import load_run
+from cqsm import cli
+from cqsm.rl import results
+from cqsm.rl.agents import CQSMAgent, CQSMSettings
+from cqsm.rl.envs import ActionDiffusionWrapper
+from cqsm.rl.runs import load_run
+from cqsm.rl.train import TrainingDiverged, TrainSettings, make_env, train
 from cqsm.settings import SettingsError
-from cqsm.train import TrainingDiverged, TrainSettings, make_env, train
 
 # Timing columns differ between runs; every other column must agree exactly.
 TIMING = ["sps", "wall_time"]
@@ -190,7 +191,7 @@ def test_smoke_mujoco(tmp_path, env_id):
 def test_record_writes_an_animated_gif(tmp_path):
     from PIL import Image
 
-    from cqsm.evaluation import record
+    from cqsm.rl.evaluation import record
 
     frames = [np.full((8, 8, 3), 40 * i, dtype=np.uint8) for i in range(5)]
     path = record(frames, tmp_path / "policy.gif", fps=20)

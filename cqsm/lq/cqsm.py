@@ -1,0 +1,166 @@
+"""CQSM on linear-quadratic problems, learning from simulated data alone (chapter 5).
+
+Two variants, both alternating policy evaluation by the martingale characterisation with policy
+improvement by Q-score matching:
+
+* **offline**: simulate whole episodes under the current score, fit the critic by the martingale
+  loss (exactly: it is a least-squares problem for the quadratic family), then fit the score to
+  ``grad_a Q_phi / lam`` (exactly: least squares for the linear family); repeat;
+* **online**: update the critic at every time step through martingale orthogonality (TD(0) or
+  TD(lambda)) and the score alongside by a Q-score-matching step
+  (:func:`cqsm.lq.evaluation.run_online`).
+
+The learned gains, critic and the exact value of the learned score (:meth:`LQProblem.evaluate`)
+are compared with the Riccati solution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cqsm.lq import martingale as mg
+from cqsm.lq.critics import QuadraticCritic
+from cqsm.lq.evaluation import (
+    OnlineSettings,
+    feature_preconditioner,
+    initial_states,
+    relative_error,
+    relative_l2,
+    run_online,
+)
+from cqsm.lq.problem import LQProblem
+from cqsm.lq.score_matching import fit_linear_score
+from cqsm.lq.scores import LinearScore
+from cqsm.lq.sde import simulate
+
+__all__ = ["OfflineSettings", "OnlineSettings", "CQSMRun", "offline_cqsm", "online_cqsm", "compare"]
+
+
+@dataclass(frozen=True)
+class OfflineSettings:
+    """Offline CQSM: martingale-loss critic fits and Q-score-matching steps, alternated."""
+
+    n_iterations: int = 6
+    """Policy-iteration rounds (evaluate, then improve)."""
+    n_paths: int = 16000
+    """Episodes simulated per round."""
+    dt: float = 0.01
+    """Time step of the Euler–Maruyama grid (time units)."""
+    critic_degree: int = 4
+    """Degree of the critic's time polynomials."""
+    score_degree: int = 4
+    """Degree of the score's time polynomials."""
+    init_spread: float = 1.0
+    """Initial states z_0 ~ N(0, init_spread^2 I)."""
+    seed: int = 0
+    """Seed of the simulation."""
+
+
+@dataclass
+class CQSMRun:
+    """What a CQSM run on an LQ problem learned, and how close it came to the closed form."""
+
+    history: pd.DataFrame
+    """One row of errors per round (offline) or recorded episode (online)."""
+    score: LinearScore
+    """The learned score (online: the Polyak average)."""
+    critic: QuadraticCritic
+    """The learned critic (``critic.phi``; online: the Polyak average)."""
+    final: dict = field(default_factory=dict)
+    """The errors of the learned score and critic (see :func:`compare`)."""
+
+
+def gain_error(prob: LQProblem, score: LinearScore, n_times: int = 21) -> float:
+    """Relative L2-in-time error of the score's gain ``K_theta(t)`` against the Riccati gain."""
+    return relative_l2(score.gain_function(), prob.optimal().gain, prob.horizon, n_times)
+
+
+def compare(prob: LQProblem, critic: QuadraticCritic, phi, score: LinearScore, spread: float):
+    """Errors against the closed form: critic (P, c), gain, and the learned score's value gap.
+
+    The value is the exact expected objective ``E Q^{Psi_theta}(0, z_0)`` for
+    ``z_0 ~ N(0, spread^2 I)``, compared with the optimum's.
+    """
+    opt = prob.optimal()
+    eP, ec = relative_error(critic, phi, opt)
+    cov = spread**2 * np.eye(prob.dim)
+    v_opt = opt.expected_value(np.zeros(prob.dim), cov, 0.0)
+    v = prob.evaluate(score.gain_function()).expected_value(np.zeros(prob.dim), cov, 0.0)
+    return {
+        "critic P error": eP,
+        "critic c error": ec,
+        "gain error": gain_error(prob, score),
+        "value": v,
+        "optimal value": v_opt,
+        "value gap": (v_opt - v) / abs(v_opt),
+    }
+
+
+def offline_cqsm(prob: LQProblem, settings: OfflineSettings, K0) -> CQSMRun:
+    """Run offline CQSM from the constant gain ``K0``; one history row per round (round 0: K0).
+
+    The last round evaluates the last improved score; the returned score and critic are those.
+    """
+    gen = torch.Generator().manual_seed(settings.seed)
+    critic = QuadraticCritic.for_problem(prob, settings.critic_degree)
+    score = LinearScore.for_problem(prob, settings.score_degree, K0=K0)
+    sde = prob.sde()
+    rows = []
+    for it in range(settings.n_iterations + 1):
+        z0 = initial_states(settings.n_paths, prob.dim, settings.init_spread, gen)
+        paths = simulate(sde, score, z0, settings.dt, generator=gen)
+        phi = mg.fit_martingale_loss(critic, paths)
+        with torch.no_grad():
+            critic.phi.copy_(phi)
+        row = {"iteration": it, **compare(prob, critic, phi, score, settings.init_spread)}
+        rows.append(row | _gain_columns(score))
+        if it < settings.n_iterations:
+            fit_linear_score(score, critic, paths, prob.lam)
+    final = {k: v for k, v in rows[-1].items() if k != "iteration"}
+    return CQSMRun(pd.DataFrame(rows), score, critic, final)
+
+
+def _gain_columns(score: LinearScore) -> dict:
+    K = score.gain(0.0)
+    return {f"K0[{i},{j}]": K[i, j] for i in range(K.shape[0]) for j in range(K.shape[1])}
+
+
+def online_cqsm(
+    prob: LQProblem, settings: OnlineSettings, K0, record_every: int = 10, progress: bool = False
+) -> CQSMRun:
+    """Run online CQSM from ``K0``: errors of the running iterate every ``record_every`` episodes
+    in ``history``; the Polyak-averaged score and critic and their errors in ``score``, ``critic``
+    and ``final``."""
+    gen = torch.Generator().manual_seed(settings.seed + 1)
+    critic = QuadraticCritic.for_problem(prob, settings.critic_degree)
+    score = LinearScore.for_problem(prob, settings.score_degree, K0=K0)
+    sde = prob.sde()
+    # Preconditioners from a pilot batch under the initial score (fixed coordinates for phi, theta).
+    z0 = initial_states(settings.n_paths, prob.dim, settings.init_spread, gen)
+    pilot = simulate(sde, score, z0, settings.dt, generator=gen)
+    critic_precond = feature_preconditioner(critic.features(pilot.t, pilot.z)[:, :-1])
+    score_precond = feature_preconditioner(score.features(pilot.t, pilot.z)[:, :-1])
+    rows = []
+
+    def record(episode, phi, theta):
+        if episode % record_every and episode != settings.n_episodes - 1:
+            return
+        snapshot = LinearScore.for_problem(prob, settings.score_degree)
+        with torch.no_grad():
+            snapshot.theta.copy_(theta)
+        rows.append(
+            {"episode": episode, **compare(prob, critic, phi, snapshot, settings.init_spread)}
+        )
+
+    phi, theta = run_online(
+        critic, sde, score, settings, critic_precond, score_precond, record, progress
+    )
+    with torch.no_grad():
+        score.theta.copy_(theta)
+        critic.phi.copy_(phi)
+    final = compare(prob, critic, phi, score, settings.init_spread)
+    return CQSMRun(pd.DataFrame(rows), score, critic, final)

@@ -1,0 +1,20 @@
+"""The deep-RL harness: environments at a control interval in seconds, five agents on one
+interface, one training loop, and the tools that read, compare and study the runs.
+
+It builds on the exact core (:mod:`cqsm.lq`: the LQ problem as an env, the Riccati check) and
+never imports the book pipeline (:mod:`cqsm.pipeline`).
+
+- :mod:`cqsm.rl.envs`: ``make`` at a control interval, the action-diffusion wrapper, the LQ env;
+- :mod:`cqsm.rl.agents`: CQSM, TD3, SAC, Diffusion-QL and QSM, each in one file;
+- :mod:`cqsm.rl.rollout`: the one env-stepping loop that training, evaluation, the bench and
+  the diagnostics share;
+- :mod:`cqsm.rl.replay`, :mod:`cqsm.rl.train`, :mod:`cqsm.rl.evaluation`: the replay buffer,
+  the training loop and the evaluation protocol;
+- :mod:`cqsm.rl.results`, :mod:`cqsm.rl.runs`, :mod:`cqsm.rl.migrate`: the run folder (rows,
+  settings, checkpoints, provenance), loading and reading runs, migrating old ones;
+- :mod:`cqsm.rl.presets`, :mod:`cqsm.rl.sweep`, :mod:`cqsm.rl.study`: per-task settings,
+  resumable sweeps and ablation arms;
+- :mod:`cqsm.rl.compare`, :mod:`cqsm.rl.bench`, :mod:`cqsm.rl.diagnostics`,
+  :mod:`cqsm.rl.riccati`: returns tables, throughput, what a trained agent does, and the deep
+  agent against the Riccati solution.
+"""

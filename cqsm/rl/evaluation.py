@@ -1,0 +1,82 @@
+"""Evaluating policies: the protocol's episodes and recordings of a trained policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cqsm.rl.envs import interval_of
+
+__all__ = ["evaluate", "eval_seed", "record", "EVAL_SEED_BASE"]
+
+# Evaluation episodes start from env seeds EVAL_SEED_BASE + 1000 * seed + i, apart from training's.
+EVAL_SEED_BASE = 2**20
+
+
+def eval_seed(seed: int, step: int) -> int:
+    """The seed of the torch generator that an evaluation of a run at ``step`` acts with."""
+    return int(np.random.SeedSequence([EVAL_SEED_BASE, seed, step]).generate_state(1)[0])
+
+
+def evaluate(
+    agent,
+    env,
+    n_episodes: int,
+    seed: int,
+    frames: list | None = None,
+    actions: list | None = None,
+    step: int = 0,
+    native: bool = True,
+) -> np.ndarray:
+    """Returns of ``n_episodes`` episodes without exploration noise, from fixed start seeds.
+
+    Returns are in the env's native units (:attr:`cqsm.rl.envs.Interval.reward_scale`; identical to
+    the plain sums at the env's own interval), or with ``native=False`` the plain sums of the
+    control steps' rewards. Whatever random numbers the agent draws while acting (SAC's
+    sample, the diffusion policies' chains) come from torch's generator seeded by
+    :func:`eval_seed` of ``seed`` and ``step``, and training's random state is restored
+    afterwards: evaluating never changes training, and the evaluation at a step is the same
+    whatever the schedule of evaluations.
+
+    With ``frames`` a list, each step of the first episode appends ``(frame, obs)`` to it, where
+    ``frame`` is ``env.render()`` (``None`` unless the env renders) and ``obs`` the observation.
+    With ``actions`` a list, each step of the first episode appends the action the environment
+    applied (for CQSM the action process's value, not the score).
+    """
+    returns = np.zeros(n_episodes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(eval_seed(seed, step))
+        for i in range(n_episodes):
+            obs, _ = env.reset(seed=EVAL_SEED_BASE + 1000 * seed + i)
+            done = False
+            while not done:
+                if frames is not None and i == 0:
+                    frames.append((env.render() if env.render_mode else None, obs))
+                action = agent.act(obs, explore=False)
+                obs, reward, terminated, truncated, info = env.step(action)
+                if actions is not None and i == 0:
+                    actions.append(info.get("applied_action", action))
+                returns[i] += reward
+                done = terminated or truncated
+    return returns * interval_of(env).reward_scale if native else returns
+
+
+def record(frames: list, path: Path, fps: float) -> Path:
+    """Write rendered frames (``H x W x 3`` arrays) as an animated GIF, atomically."""
+    from PIL import Image
+
+    from cqsm.atomic import atomic_write
+
+    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames if f is not None]
+    if not images:
+        raise ValueError("No frames to record: make the env with render_mode='rgb_array'.")
+    duration = max(20, round(1000 / fps))
+    atomic_write(
+        Path(path),
+        lambda tmp: images[0].save(
+            tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0
+        ),
+    )
+    return Path(path)

@@ -1,0 +1,126 @@
+"""Bring saved runs up to the current settings and row columns, and keep committed runs portable.
+
+    python -m cqsm.rl.migrate paper_figures/results          # rewrite what is out of date
+    python -m cqsm.rl.migrate paper_figures/results --check  # only list it (exit 1 if any)
+
+Whenever a setting is renamed, added or removed, or a column is added to the rows, this module
+says how an older run reads in the new terms, and this one command migrates every committed
+run; resuming and loading a run apply the same :func:`migrate_settings` to its
+``settings.json`` on the fly. The steps, oldest first:
+
+1. ``action_repeat`` (env steps per control step, which only CQSM honoured) became
+   ``control_interval`` in seconds: ``action_repeat * native dt``. Every committed run had
+   ``action_repeat = 1``, its env's own interval.
+2. The budgets in simulated seconds and ``updates_per_second`` were added (absent: none, one
+   update per control step, as before); the resolved interval (``interval``: frame skip or
+   repeat, episode length) is recorded.
+3. ``out`` is stored relative to the repository root (older runs recorded the absolute folder
+   of the machine that ran them).
+4. The rows gained ``sim_time`` (seconds of simulated experience) and ``eval_return_raw`` (the
+   sum of the control steps' rewards; equal to ``eval_return`` at the env's own interval).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from cqsm.rl import results
+from cqsm.rl.envs import resolve_interval
+
+__all__ = ["migrate_settings", "migrate_rows", "migrate_run", "main"]
+
+NEW_FIELDS = {
+    "total_seconds": None,
+    "learning_starts_seconds": None,
+    "updates_per_second": None,
+    "eval_every_seconds": None,
+    "checkpoint_every_seconds": None,
+}
+
+
+def _portable_out(out: str) -> str:
+    """An absolute ``out`` from another machine made relative to the repository root: from its
+    ``paper_figures`` folder on, or relative to this checkout's root where it lies inside it."""
+    path = Path(out)
+    if not path.is_absolute():
+        return out
+    if "paper_figures" in path.parts:
+        return str(Path(*path.parts[path.parts.index("paper_figures") :]))
+    return results.portable(path)
+
+
+def migrate_settings(saved: dict) -> dict:
+    """A run's ``settings.json`` (as a dict) in the current settings' terms; unchanged when it
+    is up to date. Bench settings (no ``algo``) only get a portable ``out``."""
+    new = dict(saved)
+    if "out" in new:
+        new["out"] = _portable_out(new["out"])
+    if "algo" not in new:
+        return new
+    repeat = new.pop("action_repeat", None)
+    if new.get("control_interval") is None:
+        native = resolve_interval(new["env"])
+        new["control_interval"] = native.dt * (1 if repeat is None else int(repeat))
+    for name, value in NEW_FIELDS.items():
+        new.setdefault(name, value)
+    if "interval" not in new:
+        interval = resolve_interval(new["env"], new["control_interval"])
+        new["interval"] = interval.record(new.get("total_steps"))
+    return new
+
+
+def migrate_rows(rows: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    """A run's rows with the columns added since it was written (values unchanged)."""
+    rows = rows.copy()
+    interval = resolve_interval(settings["env"], settings["control_interval"])
+    if "sim_time" not in rows:
+        rows.insert(rows.columns.get_loc("step") + 1, "sim_time", rows["step"] * interval.dt)
+    if "eval_return_raw" not in rows:
+        raw = rows["eval_return"] / interval.reward_scale
+        rows.insert(rows.columns.get_loc("eval_return_std") + 1, "eval_return_raw", raw)
+    return rows
+
+
+def migrate_run(run_dir: Path, write: bool = True) -> list[str]:
+    """Migrate one run folder in place (atomically); returns the files that were out of date."""
+    changed = []
+    settings_path = run_dir / "settings.json"
+    saved = results.read_json(settings_path)
+    settings = migrate_settings(saved)
+    if settings != saved:
+        changed.append(str(settings_path))
+        if write:
+            results.write_json(settings_path, settings)
+    rows_path = run_dir / "results.csv"
+    if "algo" in settings and rows_path.exists():
+        rows = pd.read_csv(rows_path)
+        new_rows = migrate_rows(rows, settings)
+        if list(new_rows.columns) != list(rows.columns):
+            changed.append(str(rows_path))
+            if write:
+                results.write_rows(rows_path, new_rows.to_dict("records"))
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cqsm.rl.migrate", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("folders", nargs="+", type=Path, help="folders searched for run folders")
+    parser.add_argument("--check", action="store_true", help="only list what is out of date")
+    args = parser.parse_args(argv)
+    changed = []
+    for folder in args.folders:
+        for settings_path in sorted(folder.rglob("settings.json")):
+            changed += migrate_run(settings_path.parent, write=not args.check)
+    verb = "out of date" if args.check else "migrated"
+    print("\n".join(f"{verb}: {path}" for path in changed) or "every run is up to date")
+    return 1 if args.check and changed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The package's layers: every import, those inside functions included, points down or sideways
+within a layer, and no module imports itself back through others (no cycles).
+
+    utilities (cqsm.atomic, cqsm.settings)  <  cqsm.lq  <  cqsm.rl  <  cqsm.pipeline  <  cqsm.cli
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cqsm"
+RANKS = {"utilities": 0, "cqsm.lq": 1, "cqsm.rl": 2, "cqsm.pipeline": 3, "top": 4}
+UTILITIES = {"cqsm.atomic", "cqsm.settings"}
+TOP = {"cqsm", "cqsm.cli", "cqsm.__main__"}
+# Third-party packages a layer must not reach for: the exact core knows nothing of environments.
+FORBIDDEN = {"cqsm.lq": {"gymnasium", "mujoco"}, "utilities": {"gymnasium", "mujoco", "torch"}}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def layer(module: str) -> str:
+    if module in UTILITIES:
+        return "utilities"
+    if module in TOP:
+        return "top"
+    for prefix in ("cqsm.lq", "cqsm.rl", "cqsm.pipeline"):
+        if module == prefix or module.startswith(prefix + "."):
+            return prefix
+    raise AssertionError(f"{module} belongs to no layer: place it in one, or list it here")
+
+
+def imports(module: str) -> tuple[set[str], set[str]]:
+    """The cqsm modules and the top-level third-party packages that ``module`` imports,
+    anywhere in its body."""
+    tree = ast.parse(MODULES[module].read_text())
+    package = module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
+    own, other = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against the package
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            # `from pkg import sub` imports the submodule where there is one
+            names = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names
+            ]
+        else:
+            continue
+        for name in names:
+            if name == "cqsm" or name.startswith("cqsm."):
+                while name not in MODULES:  # `import cqsm.rl.envs.interval` etc.
+                    name = name.rpartition(".")[0]
+                if name != module:
+                    own.add(name)
+            else:
+                other.add(name.partition(".")[0])
+    return own, other
+
+
+GRAPH = {module: imports(module)[0] for module in MODULES}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_point_down(module):
+    own, other = imports(module)
+    upward = [m for m in own if RANKS[layer(m)] > RANKS[layer(module)] and m != "cqsm"]
+    assert not upward, f"{module} ({layer(module)}) imports the layer above: {sorted(upward)}"
+    forbidden = other & FORBIDDEN.get(layer(module), set())
+    assert not forbidden, f"{module} imports {sorted(forbidden)}"
+
+
+def test_no_import_cycles():
+    state: dict[str, str] = {}
+    cycles = []
+
+    def visit(module, stack):
+        state[module] = "open"
+        for target in sorted(GRAPH[module]):
+            if state.get(target) == "open":
+                cycles.append(stack[stack.index(target) :] + [target])
+            elif target not in state:
+                visit(target, stack + [target])
+        state[module] = "done"
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_graph_is_read():
+    """The walk sees imports inside functions and resolves `from package import module`."""
+    assert "cqsm.lq.sde" in GRAPH["cqsm.lq.problem"]
+    assert "cqsm.rl.train" in GRAPH["cqsm.rl.runs"]
+    assert {"cqsm.pipeline.book", "cqsm.rl.train"} <= GRAPH["cqsm.cli"]
+    assert layer("cqsm.rl.envs.interval") == "cqsm.rl" and layer("cqsm.settings") == "utilities"
