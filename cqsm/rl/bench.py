@@ -36,6 +36,7 @@ from tqdm import tqdm
 from cqsm.rl import results
 from cqsm.rl.agents import ALGOS
 from cqsm.rl.replay import ReplayBuffer
+from cqsm.rl.rollout import Rollout
 from cqsm.rl.train import TrainSettings, make_agent, make_env
 from cqsm.settings import SettingsError, check_positive
 
@@ -101,19 +102,18 @@ def measure(algo: str, env_id: str, settings: BenchSettings, seed: int = 0) -> d
     n, d = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
     buffer = ReplayBuffer(n, d, settings.fill + settings.steps, seed)
 
-    obs, _ = env.reset(seed=seed)
+    rollout = Rollout(env, seed=seed)
 
-    def step(action):
-        nonlocal obs
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        buffer.add(obs, action, reward, next_obs, terminated)
-        obs = env.reset()[0] if terminated or truncated else next_obs
+    def step(policy):
+        move = rollout.step(policy)
+        buffer.add(move.obs, move.action, move.reward, move.next_obs, move.terminated)
+        return move.next_obs
 
     for _ in range(settings.fill):
-        step(env.action_space.sample())
+        step(lambda obs: env.action_space.sample())
     start = time.perf_counter()
     for _ in range(settings.steps):
-        step(agent.act(obs, explore=True))
+        obs = step(lambda obs: agent.act(obs, explore=True))
         agent.update(buffer.sample(batch_size))
     sps = settings.steps / (time.perf_counter() - start)
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from cqsm.rl.envs import interval_of
+from cqsm.rl.rollout import episode
 
 __all__ = ["evaluate", "eval_seed", "record", "EVAL_SEED_BASE"]
 
@@ -49,17 +50,17 @@ def evaluate(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(eval_seed(seed, step))
         for i in range(n_episodes):
-            obs, _ = env.reset(seed=EVAL_SEED_BASE + 1000 * seed + i)
-            done = False
-            while not done:
-                if frames is not None and i == 0:
-                    frames.append((env.render() if env.render_mode else None, obs))
-                action = agent.act(obs, explore=False)
-                obs, reward, terminated, truncated, info = env.step(action)
+            shown = frames if i == 0 else None  # the first episode's frames and actions
+
+            def act(obs, shown=shown):
+                if shown is not None:
+                    shown.append((env.render() if env.render_mode else None, obs))
+                return agent.act(obs, explore=False)
+
+            for move in episode(env, act, seed=EVAL_SEED_BASE + 1000 * seed + i):
                 if actions is not None and i == 0:
-                    actions.append(info.get("applied_action", action))
-                returns[i] += reward
-                done = terminated or truncated
+                    actions.append(move.info.get("applied_action", move.action))
+                returns[i] += move.reward
     return returns * interval_of(env).reward_scale if native else returns
 
 

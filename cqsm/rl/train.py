@@ -36,6 +36,7 @@ from cqsm.rl.evaluation import evaluate
 from cqsm.rl.migrate import migrate_rows, migrate_settings
 from cqsm.rl.presets import TASKS
 from cqsm.rl.replay import ReplayBuffer
+from cqsm.rl.rollout import Rollout
 from cqsm.settings import SettingsError, check_positive
 
 __all__ = [
@@ -476,8 +477,14 @@ def train(settings: TrainSettings, on_eval=None) -> TrainResult:
         desc=results.run_name(s.algo, s.env, s.seed),
         dynamic_ncols=True,
     )
-    obs, episode_return, checkpoint_due = None, 0.0, False
+    rollout = Rollout(env, seed=s.seed if step == 0 else None)
+    episode_return, checkpoint_due = 0.0, False
     interval_start, interval_steps, clock = time.perf_counter(), 0, time.perf_counter()
+
+    def policy(obs):
+        if step < s.learning_starts:
+            return warmup_action(agent, env, obs)
+        return agent.act(obs, explore=True)
 
     def save():
         nonlocal last_good
@@ -497,19 +504,14 @@ def train(settings: TrainSettings, on_eval=None) -> TrainResult:
         last_good = kept(step)
 
     while step < s.total_steps:
-        if obs is None:  # between episodes: the only place a checkpoint is written
+        if rollout.between_episodes:  # the only place a checkpoint is written
             if checkpoint_due:
                 save()
                 checkpoint_due = False
-            obs, _ = env.reset(seed=s.seed if episodes == 0 and step == 0 else None)
             episode_return = 0.0
-        if step < s.learning_starts:
-            action = warmup_action(agent, env, obs)
-        else:
-            action = agent.act(obs, explore=True)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        buffer.add(obs, action, reward, next_obs, terminated)
-        obs, episode_return = next_obs, episode_return + reward
+        move = rollout.step(policy)
+        buffer.add(move.obs, move.action, move.reward, move.next_obs, move.terminated)
+        episode_return += move.reward
         step += 1
         interval_steps += 1
         if step > s.learning_starts:
@@ -518,10 +520,9 @@ def train(settings: TrainSettings, on_eval=None) -> TrainResult:
                 guard.check(info, step, last_good)
                 for k, v in info.items():
                     diagnostics.setdefault(k, []).append(v)
-        if terminated or truncated:
+        if move.done:
             train_returns.append(episode_return * interval.reward_scale)  # native units
             episodes += 1
-            obs = None
         if step % s.checkpoint_every == 0:
             checkpoint_due = True
         if step % s.eval_every == 0 or step == s.total_steps:
@@ -564,7 +565,7 @@ def train(settings: TrainSettings, on_eval=None) -> TrainResult:
             interval_start, interval_steps = time.perf_counter(), 0
         bar.update(1)
     bar.close()
-    if obs is None:
+    if rollout.between_episodes:
         save()  # the run ended between episodes: it can be extended exactly from here
     results.save_checkpoint(
         run_dir / "policy.pt", {"policy": agent.policy_state_dict(), "step": step}
