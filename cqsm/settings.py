@@ -32,20 +32,34 @@ class SettingsError(ValueError):
     """A setting out of its range, or unknown: says which, what it must be, what was given."""
 
 
-def check_positive(settings, *names: str, integer: bool = False) -> None:
+def check_positive(
+    settings, *names: str, integer: bool = False, optional: bool = False, zero: bool = False
+) -> None:
     """Raise a :class:`SettingsError` unless every named field of ``settings`` is a positive
-    (finite) number, or with ``integer=True`` a positive integer; the message names the field."""
+    (finite) number, or with ``integer=True`` a positive integer (``optional=True``: or None;
+    ``zero=True``: or zero); the message names the field."""
     for name in names:
         value = getattr(settings, name)
+        if optional and value is None:
+            continue
         if integer:
             ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
         else:
-            ok = isinstance(value, numbers.Real) and math.isfinite(value) and value > 0
+            ok = isinstance(value, numbers.Real) and math.isfinite(value)
+            ok = ok and (value > 0 or (zero and value == 0))
         if not ok:
-            kind = "integer" if integer else "number"
+            kind = ("non-negative " if zero else "positive ") + ("integer" if integer else "number")
             raise SettingsError(
-                f"{type(settings).__name__}.{name} must be a positive {kind}; got {value!r}."
+                f"{type(settings).__name__}.{name} must be a {kind}; got {value!r}."
             )
+
+
+def check_choice(settings, name: str, choices: tuple[str, ...], what: str) -> None:
+    """Raise a :class:`SettingsError` unless the field ``name`` of ``settings`` is one of
+    ``choices``; the message calls the value a ``what`` and lists the choices."""
+    value = getattr(settings, name)
+    if value not in choices:
+        raise SettingsError(f"Unknown {what} {value!r}; choose one of {choices}.")
 
 
 def check_widths(settings, *names: str) -> None:

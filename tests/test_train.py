@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from cqsm import cli
-from cqsm.rl import results
+from cqsm.rl import migrate, results
 from cqsm.rl.agents import CQSMAgent, CQSMSettings
+from cqsm.rl.agents.cqsm import ACTOR_FORMS
 from cqsm.rl.envs import ActionDiffusionWrapper
 from cqsm.rl.runs import load_run
 from cqsm.rl.train import TrainingDiverged, TrainSettings, make_env, train
@@ -125,11 +126,23 @@ def test_run_folder_is_protected(tmp_path):
     # a run saved before a setting existed resumes while the setting keeps its default
     saved_path = tiny(tmp_path).run_dir / "settings.json"
     saved = results.read_json(saved_path)
-    del saved["agent"]["q_unit"], saved["max_abs_q"]
+    del saved["agent"]["target_noise"], saved["max_abs_q"]
     results.write_json(saved_path, saved)
     train(tiny(tmp_path, total_steps=400, resume=True))
-    with pytest.raises(results.RunError, match="different settings.*q_unit"):
-        train(tiny(tmp_path, total_steps=600, resume=True, agent={"hidden": (32, 32), "q_unit": 2}))
+    with pytest.raises(results.RunError, match="different settings.*target_noise"):
+        agent = {"hidden": (32, 32), "target_noise": 0.1}
+        train(tiny(tmp_path, total_steps=600, resume=True, agent=agent))
+    # a setting since removed reads as before at the value where it did nothing, and a run
+    # made with another value is refused, whatever the rows say
+    saved = results.read_json(saved_path)
+    results.write_json(saved_path, saved | {"agent": saved["agent"] | {"q_unit": 1.0}})
+    assert migrate.migrate_settings(results.read_json(saved_path)) == saved
+    results.write_json(saved_path, saved | {"agent": saved["agent"] | {"q_unit": 0.05}})
+    with pytest.raises(migrate.RemovedSetting, match="q_unit = 0.05, a setting since removed"):
+        train(tiny(tmp_path, total_steps=600, resume=True))
+    with pytest.raises(migrate.RemovedSetting):
+        load_run(tiny(tmp_path).run_dir)
+    results.write_json(saved_path, saved)
     checkpoint = tiny(tmp_path).run_dir / "checkpoint.pt"
     checkpoint.write_bytes(b"not a checkpoint")
     with pytest.raises(results.RunError, match="corrupt"):
@@ -147,7 +160,7 @@ def test_settings_errors():
         TrainSettings(total_steps=0)
 
 
-@pytest.mark.parametrize("actor", ["score_matching", "scale_free", "feynman_kac"])
+@pytest.mark.parametrize("actor", ACTOR_FORMS)
 def test_every_actor_form_updates(tmp_path, actor):
     result = train(tiny(tmp_path, total_steps=300, agent={"hidden": (32, 32), "actor": actor}))
     assert np.isfinite(result.rows["score_loss"].iloc[-1])

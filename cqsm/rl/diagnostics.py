@@ -31,6 +31,7 @@ import torch
 from cqsm.rl.envs.action_diffusion import ActionDiffusionWrapper
 from cqsm.rl.envs.interval import interval_of, repeat_step
 from cqsm.rl.evaluation import EVAL_SEED_BASE
+from cqsm.rl.rollout import Rollout, episode
 
 __all__ = [
     "action_statistics",
@@ -88,7 +89,7 @@ def _restore(sim, snapshot) -> None:
         sim.__dict__.update(copy.deepcopy(state))
 
 
-class _Rollout:
+class _Probe:
     """Short rollouts from a simulator snapshot under an agent's noiseless policy, closed by the
     bootstrap of the agent's TD target.
 
@@ -157,12 +158,8 @@ class _Rollout:
             a, cost = self._move(x, a, noise[k])
             total -= weight * cost
         with torch.no_grad():
-            q = _q_unit(agent) * torch.min(*agent.critic_target(*_tensors(x, a)))
+            q = torch.min(*agent.critic_target(*_tensors(x, a)))
         return total + weight * float(q)
-
-
-def _q_unit(agent) -> float:
-    return getattr(agent, "q_unit", 1.0)
 
 
 def _tensors(x: np.ndarray, a: np.ndarray):
@@ -175,27 +172,27 @@ def _tensors(x: np.ndarray, a: np.ndarray):
 def _critic_gradient(agent, x: np.ndarray, a: np.ndarray) -> np.ndarray:
     xt, at = _tensors(x, a)
     at.requires_grad_(True)
-    (grad,) = torch.autograd.grad(_q_unit(agent) * agent.critic.first(xt, at).sum(), at)
+    (grad,) = torch.autograd.grad(agent.critic.first(xt, at).sum(), at)
     return grad[0].double().numpy()
 
 
-def _episode(rollout: _Rollout, env, seed: int, n_states: int) -> list:
+def _episode(probe: _Probe, env, seed: int, n_states: int) -> list:
     """``(snapshot, x_k, a_k)`` at ``n_states`` evenly spaced steps of one evaluation episode:
     the simulator before the step and the action applied there (for CQSM, the action the score
     moved to)."""
-    obs, _ = env.reset(seed=seed)
-    agent, visited, done = rollout.agent, [], False
-    while not done:
-        snapshot = _snapshot(env.unwrapped)
-        x = obs[: agent.n] if rollout.diffusion is not None else obs
-        action = agent.act(obs, explore=False)
-        obs, _, terminated, truncated, _ = env.step(action)
-        if rollout.diffusion is not None:
+    agent, visited, before = probe.agent, [], []
+
+    def act(obs):  # the simulator and the state just before the step
+        x = obs[: agent.n] if probe.diffusion is not None else obs
+        before.append((_snapshot(env.unwrapped), np.asarray(x, dtype=np.float64)))
+        return agent.act(obs, explore=False)
+
+    for move in episode(env, act, seed):
+        if probe.diffusion is not None:
             a = env.get_wrapper_state()["a"].copy()
         else:
-            a = np.asarray(action, dtype=np.float64)
-        visited.append((snapshot, np.asarray(x, dtype=np.float64), a))
-        done = terminated or truncated
+            a = np.asarray(move.action, dtype=np.float64)
+        visited.append((*before[-1], a))
     at = np.linspace(0, len(visited), n_states + 2)[1:-1].astype(int)
     return [visited[k] for k in sorted(set(at))]
 
@@ -217,7 +214,7 @@ def gradient_check(
 
     ``env`` is the agent's evaluation env: CQSM's :class:`~cqsm.rl.envs.ActionDiffusionWrapper`, or
     the plain env of an agent acting in the env's box with twin critics (TD3, SAC, QSM,
-    Diffusion-QL; see :class:`_Rollout` for what their bootstrap leaves out). The states are
+    Diffusion-QL; see :class:`_Probe` for what their bootstrap leaves out). The states are
     ``n_states`` evenly spaced steps of one evaluation episode; each gets ``4 d n_noise``
     rollouts of ``seconds`` (``n_noise`` antithetic pairs of CQSM's action noise, the same for
     ``+h`` and ``-h``; the other agents' rollouts have no noise, so they get one each), and a step
@@ -225,14 +222,14 @@ def gradient_check(
     ``grad_ratio`` (median of ``|critic| / |finite difference|``), ``grad_fd`` (mean
     finite-difference norm), and the per-state vectors (``states``).
     """
-    rollout = _Rollout(agent, env)
-    steps, d = max(1, round(seconds / rollout.dt)), rollout.d
-    kept = _episode(rollout, env, EVAL_SEED_BASE - 1 - seed, n_states)
-    lo, hi = rollout.low, rollout.high
+    probe = _Probe(agent, env)
+    steps, d = max(1, round(seconds / probe.dt)), probe.d
+    kept = _episode(probe, env, EVAL_SEED_BASE - 1 - seed, n_states)
+    lo, hi = probe.low, probe.high
     rng = np.random.default_rng(seed)
     states = []
     for snapshot, x, a in kept:
-        if rollout.diffusion is None:
+        if probe.diffusion is None:
             draws = [(np.zeros((steps, d)), rng.integers(2**31))]
         else:
             draws = [(rng.standard_normal((steps, d)), rng.integers(2**31)) for _ in range(n_noise)]
@@ -242,7 +239,7 @@ def gradient_check(
             up, down = a.copy(), a.copy()
             up[i], down[i] = min(a[i] + h, hi[i]), max(a[i] - h, lo[i])
             diffs = [
-                rollout.value(snapshot, up, *draw) - rollout.value(snapshot, down, *draw)
+                probe.value(snapshot, up, *draw) - probe.value(snapshot, down, *draw)
                 for draw in draws
             ]
             fd[i] = float(np.mean(diffs)) / (up[i] - down[i])
@@ -283,7 +280,7 @@ def critic_slices(agent, observations: np.ndarray, points: int = 41) -> pd.DataF
         grid = torch.linspace(float(lo[i]), float(hi[i]), points)
         actions = a_hat[:, None, :].repeat(1, points, 1)
         actions[:, :, i] = grid
-        q = agent.q_unit * agent.critic.first(x[:, None, :].expand(-1, points, -1), actions)
+        q = agent.critic.first(x[:, None, :].expand(-1, points, -1), actions)
         out_of_reach = (grid[None] < a_prev[:, i : i + 1] - step) | (
             grid[None] > a_prev[:, i : i + 1] + step
         )
@@ -339,16 +336,11 @@ def warmup_states_and_actions(settings, steps: int, seed: int = 0):
     env = make_env(settings, explore=True)
     agent = make_agent(settings, env)
     env.action_space.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    xs, actions = [], []
+    rollout, xs, actions = Rollout(env, seed), [], []
     for _ in range(steps):
-        action = warmup_action(agent, env, obs)
-        x = obs[: agent.n] if hasattr(agent, "n") else obs
-        obs, _, terminated, truncated, info = env.step(action)
-        xs.append(x)
-        actions.append(info.get("applied_action", action))
-        if terminated or truncated:
-            obs, _ = env.reset()
+        move = rollout.step(lambda obs: warmup_action(agent, env, obs))
+        xs.append(move.obs[: agent.n] if hasattr(agent, "n") else move.obs)
+        actions.append(move.info.get("applied_action", move.action))
     return np.array(xs, dtype=np.float64), np.array(actions, dtype=np.float64)
 
 

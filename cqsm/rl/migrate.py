@@ -18,6 +18,10 @@ run; resuming and loading a run apply the same :func:`migrate_settings` to its
    of the machine that ran them).
 4. The rows gained ``sim_time`` (seconds of simulated experience) and ``eval_return_raw`` (the
    sum of the control steps' rewards; equal to ``eval_return`` at the env's own interval).
+5. CQSM's ``q_unit`` (the critics' output unit, which changed nothing the agent did) was
+   removed: a run at ``q_unit = 1`` reads the same without it. A run made with another value
+   keeps its rows as data, but cannot be loaded or resumed (:class:`RemovedSetting`); its
+   ``settings.json`` stays the record of how it was made.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import pandas as pd
 from cqsm.rl import results
 from cqsm.rl.envs import resolve_interval
 
-__all__ = ["migrate_settings", "migrate_rows", "migrate_run", "main"]
+__all__ = ["RemovedSetting", "REMOVED", "migrate_settings", "migrate_rows", "migrate_run", "main"]
 
 NEW_FIELDS = {
     "total_seconds": None,
@@ -40,6 +44,30 @@ NEW_FIELDS = {
     "eval_every_seconds": None,
     "checkpoint_every_seconds": None,
 }
+
+
+# Settings removed from an algorithm, with the value at which each one did nothing.
+REMOVED = {"cqsm": {"q_unit": 1.0}}
+
+
+class RemovedSetting(results.RunError):
+    """A saved run was made with a setting since removed, at a value that mattered."""
+
+
+def _without_removed(saved: dict) -> dict:
+    """``saved`` without the removed settings that are at their neutral value; raises
+    :class:`RemovedSetting` for any other."""
+    new = dict(saved) | {"sources": dict(saved["sources"])} if "sources" in saved else dict(saved)
+    agent = dict(new.get("agent") or {})
+    for name, neutral in REMOVED.get(new["algo"], {}).items():
+        if name in agent and agent.pop(name) != neutral:
+            raise RemovedSetting(
+                f"This {new['algo']} run on {new['env']} was made with {name} = "
+                f"{new['agent'][name]!r}, a setting since removed (cqsm.rl.migrate, step 5): "
+                "its rows stay as data, but the run cannot be loaded or resumed."
+            )
+        new.get("sources", {}).pop(f"agent.{name}", None)
+    return new | {"agent": agent}
 
 
 def _portable_out(out: str) -> str:
@@ -53,14 +81,20 @@ def _portable_out(out: str) -> str:
     return results.portable(path)
 
 
-def migrate_settings(saved: dict) -> dict:
+def migrate_settings(saved: dict, keep_removed: bool = False) -> dict:
     """A run's ``settings.json`` (as a dict) in the current settings' terms; unchanged when it
-    is up to date. Bench settings (no ``algo``) only get a portable ``out``."""
+    is up to date. Bench settings (no ``algo``) only get a portable ``out``. A run made with a
+    removed setting raises :class:`RemovedSetting`, or with ``keep_removed`` keeps it."""
     new = dict(saved)
     if "out" in new:
         new["out"] = _portable_out(new["out"])
     if "algo" not in new:
         return new
+    try:
+        new = _without_removed(new)
+    except RemovedSetting:
+        if not keep_removed:
+            raise
     repeat = new.pop("action_repeat", None)
     if new.get("control_interval") is None:
         native = resolve_interval(new["env"])
@@ -90,7 +124,7 @@ def migrate_run(run_dir: Path, write: bool = True) -> list[str]:
     changed = []
     settings_path = run_dir / "settings.json"
     saved = results.read_json(settings_path)
-    settings = migrate_settings(saved)
+    settings = migrate_settings(saved, keep_removed=True)
     if settings != saved:
         changed.append(str(settings_path))
         if write:
