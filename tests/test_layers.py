@@ -5,6 +5,7 @@ within a layer, and no module imports itself back through others (no cycles).
 """
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,19 @@ def test_the_graph_is_read():
     assert "cqsm.rl.train" in GRAPH["cqsm.rl.runs"]
     assert {"cqsm.pipeline.book", "cqsm.rl.train"} <= GRAPH["cqsm.cli"]
     assert layer("cqsm.rl.envs.interval") == "cqsm.rl" and layer("cqsm.settings") == "utilities"
+
+
+def test_readme_lists_every_module():
+    """README's table of the library names each public module once, and only modules that
+    exist (a subpackage's modules may be named in its row)."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    table = readme[readme.index("## The library") : readme.index("## Tests")]
+    rows = [
+        line.split("|")[1].strip(" `*") for line in table.splitlines() if line.startswith("| `")
+    ]
+    named = set(rows) | set(re.findall(r"`(cqsm\.[\w.]+)`", table))
+    public = {m for m in MODULES if not m.rpartition(".")[2].startswith("_")} - {"cqsm"}
+    listed = {m for m in public if m in named or any(m.startswith(r + ".") for r in rows)}
+    assert public - listed == set(), f"modules missing from README's table: {public - listed}"
+    ghosts = {r for r in rows if r.startswith("cqsm") and r not in MODULES}
+    assert not ghosts, f"README's table names modules that do not exist: {ghosts}"
