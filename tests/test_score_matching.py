@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from cqsm.lq.cqsm import OfflineSettings, OnlineSettings, offline_cqsm, online_cqsm
+from cqsm.lq.cqsm import (
+    OfflineSettings,
+    OnlineSettings,
+    critic_greedy_gain,
+    gain_error,
+    offline_cqsm,
+    online_cqsm,
+    relative_gain_error,
+)
 from cqsm.lq.critics import QuadraticCritic
 from cqsm.lq.evaluation import initial_states
 from cqsm.lq.problem import example
@@ -61,6 +69,25 @@ def test_exact_score_matching_step_is_the_greedy_gain_and_improves(exact_critic)
     # The opposite sign moves the score away and loses value: the sign is pinned.
     wrong = prob.evaluate(lambda t: 2 * K - greedy(t)).expected_value(mean, cov, 0.0)
     assert wrong < before
+
+
+def test_greedy_gain_of_the_critic_and_the_gain_error(exact_critic):
+    prob, critic = exact_critic
+    greedy = critic_greedy_gain(prob, critic)
+    exact = prob.evaluate(K).greedy_gain
+    for t in (0.0, 0.5, 1.0):
+        assert np.abs(greedy(t) - exact(t)).max() < 1e-4
+    assert greedy(0.5).shape == (prob.d, prob.dim)
+    # With other parameters: phi = 0 is P_phi = G, whose action rows vanish here.
+    assert np.abs(critic_greedy_gain(prob, critic, torch.zeros_like(critic.phi))(0.3)).max() == 0
+    # The error is relative and over the whole horizon: 0 for K*, 1 for 2 K* and for 0.
+    best = prob.optimal().gain
+    assert relative_gain_error(prob, best) == 0.0
+    assert relative_gain_error(prob, lambda t: 2 * best(t)) == pytest.approx(1.0, abs=1e-12)
+    assert relative_gain_error(prob, lambda t: 0 * best(t)) == pytest.approx(1.0, abs=1e-12)
+    score = LinearScore.for_problem(prob, K0=K)
+    assert gain_error(prob, score) == relative_gain_error(prob, score.gain_function())
+    assert gain_error(prob, score) > 0.1
 
 
 def test_gradient_step_on_score_network_lowers_the_loss(exact_critic):

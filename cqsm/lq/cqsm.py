@@ -37,7 +37,17 @@ from cqsm.lq.score_matching import fit_linear_score
 from cqsm.lq.scores import LinearScore
 from cqsm.lq.sde import simulate
 
-__all__ = ["OfflineSettings", "OnlineSettings", "CQSMRun", "offline_cqsm", "online_cqsm", "compare"]
+__all__ = [
+    "OfflineSettings",
+    "OnlineSettings",
+    "CQSMRun",
+    "offline_cqsm",
+    "online_cqsm",
+    "compare",
+    "gain_error",
+    "relative_gain_error",
+    "critic_greedy_gain",
+]
 
 
 @dataclass(frozen=True)
@@ -74,9 +84,28 @@ class CQSMRun:
     """The errors of the learned score and critic (see :func:`compare`)."""
 
 
+def relative_gain_error(prob: LQProblem, gain, n_times: int = 21) -> float:
+    """Relative L2-in-time error of a gain function ``t -> K(t)`` against the Riccati gain.
+
+    ``sqrt(sum_t |K(t) - K*(t)|^2 / sum_t |K*(t)|^2)`` over ``n_times`` equispaced times of the
+    horizon (:func:`~cqsm.lq.evaluation.relative_l2`).
+    """
+    return relative_l2(gain, prob.optimal().gain, prob.horizon, n_times)
+
+
 def gain_error(prob: LQProblem, score: LinearScore, n_times: int = 21) -> float:
     """Relative L2-in-time error of the score's gain ``K_theta(t)`` against the Riccati gain."""
-    return relative_l2(score.gain_function(), prob.optimal().gain, prob.horizon, n_times)
+    return relative_gain_error(prob, score.gain_function(), n_times)
+
+
+def critic_greedy_gain(prob: LQProblem, critic: QuadraticCritic, phi=None):
+    """The gain function ``t -> -(1/lam) calE^T P_phi(t)`` of the critic's greedy score.
+
+    For the quadratic critic ``grad_a Q_phi / lam = -(1/lam) calE^T P_phi(t) z``: the
+    Q-score-matching target is a linear score, and this is its gain (``phi``: the critic's
+    parameters, by default ``critic.phi``).
+    """
+    return lambda t: -(prob.calE.T @ critic.P(t, phi)) / prob.lam
 
 
 def compare(prob: LQProblem, critic: QuadraticCritic, phi, score: LinearScore, spread: float):
