@@ -90,6 +90,13 @@ def check_figure_in_page(page: Path, fig: Figure, chapter: Chapter) -> None:
         assert first_words in text, f"caption of {fig.id!r} in {page}: {text!r}"
 
 
+def check_no_injected_parameters(page: Path) -> None:
+    """The page does not show papermill's injected parameter cell (only the chapter's own)."""
+    html = page.read_text(encoding="utf-8")
+    assert "tag_injected-parameters" not in html, f"{page} shows the injected parameter cell"
+    assert "tag_parameters" in html, f"{page} lost the chapter's parameters cell"
+
+
 # ---------------------------------------------------------------------------------------------
 # (a) The manifest
 # ---------------------------------------------------------------------------------------------
@@ -243,6 +250,45 @@ def test_captions_are_injected_from_the_manifest():
     }
     for index in (0, 1, 3):
         assert nb.cells[index] == before.cells[index]
+
+
+def test_the_injected_parameter_cell_is_left_out_of_the_book():
+    """papermill adds a cell tagged injected-parameters after the parameters cell; the book
+    must not show it (tag remove-cell), and nothing else changes."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell('profile = "book"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            '# Parameters\nprofile = "ci"\n', metadata={"tags": ["injected-parameters"]}
+        ),
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["hide-input"]}),
+    ]
+    before = copy.deepcopy(nb)
+    figures.hide_injected_parameters(nb)
+    assert nb.cells[1].metadata.tags == ["injected-parameters", "remove-cell"]
+    for index in (0, 2):
+        assert nb.cells[index] == before.cells[index]
+    figures.hide_injected_parameters(nb)  # once is enough
+    assert nb.cells[1].metadata.tags == ["injected-parameters", "remove-cell"]
+
+
+def test_staging_hides_the_injected_cell_of_older_notebooks(tmp_path):
+    write_scratch_repo(tmp_path, scratch_chapter())
+    (tmp_path / "_toc.yml").write_text(TOC)
+    (tmp_path / "_config.yml").write_text("title: Scratch\n")
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    nb = jupytext.read(tmp_path / "book" / "scratch.md")
+    injected = nbformat.v4.new_code_cell(
+        'profile = "ci"', metadata={"tags": ["injected-parameters"]}
+    )
+    nb.cells.insert(1 + next(i for i, c in enumerate(nb.cells) if c.cell_type == "code"), injected)
+    executed = tmp_path / "_build" / "executed" / CI / "book" / "scratch.ipynb"
+    executed.parent.mkdir(parents=True)
+    nbformat.write(nb, executed)
+    stage = book.stage_book(tmp_path, CI)
+    staged = nbformat.read(stage / "book" / "scratch.ipynb", as_version=4)
+    tagged = [c for c in staged.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and "remove-cell" in tagged[0].metadata.tags
 
 
 def test_a_figure_cell_must_display_one_image_only():
@@ -422,10 +468,13 @@ def test_end_to_end_on_a_scratch_book(tmp_path, capsys):
     assert any(o.get("output_type") == "display_data" for o in cell.outputs)
     assert nb.metadata.papermill.input_path == "book/scratch.md"
     assert not list(executed.parent.glob("*.partial.ipynb"))
+    (injected,) = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert "remove-cell" in injected.metadata.tags
 
     index = book.build_book(tmp_path, CI, strict=True)
     assert index == tmp_path.resolve() / "_build" / "html" / CI / "index.html"
     check_figure_in_page(index.parent / "book" / "scratch.html", fig, chapter)
+    check_no_injected_parameters(index.parent / "book" / "scratch.html")
 
     # A chapter that stops leaves no executed notebook, keeps the failed one, and says why.
     (tmp_path / "book" / "scratch.md").write_text(scratch_chapter(extra="1 / 0\n"))
@@ -506,6 +555,15 @@ def test_built_chapter_page_shows_its_figures(name):
     page = _require(html / chapter.file.with_suffix(".html"), "chapter page")
     for fig in REPO_MANIFEST.figures_of(name):
         check_figure_in_page(page, fig, chapter)
+
+
+@pytest.mark.built_outputs
+@pytest.mark.parametrize("name", list(REPO_MANIFEST.chapters))
+def test_built_chapter_page_hides_the_injected_parameters(name):
+    chapter = REPO_MANIFEST.chapters[name]
+    html = book.html_dir(ROOT, CI)
+    _require(html / "index.html", "book page")
+    check_no_injected_parameters(_require(html / chapter.file.with_suffix(".html"), "page"))
 
 
 @pytest.mark.built_outputs

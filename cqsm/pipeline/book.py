@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from cqsm.atomic import atomic_write_text
-from cqsm.pipeline.figures import inject_captions, source_digest
+from cqsm.pipeline.figures import hide_injected_parameters, inject_captions, source_digest
 from cqsm.pipeline.manifest import (
     MANIFEST,
     PipelineError,
@@ -92,6 +92,8 @@ _STAGE_IGNORE = shutil.ignore_patterns(
 
 def stage_book(root: Path, profile: str, *, strict: bool = False) -> Path:
     """Lay out a Jupyter Book source tree for ``profile`` that needs no execution."""
+    import nbformat
+
     root = Path(root).resolve()
     manifest = load_manifest(root)
     manifest.check_profile(profile)
@@ -147,7 +149,9 @@ def stage_book(root: Path, profile: str, *, strict: bool = False) -> Path:
                 )
             target = stage / chapter.file.with_suffix(".ipynb")
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(executed, target)
+            nb = nbformat.read(executed, as_version=4)
+            hide_injected_parameters(nb)  # also in notebooks executed before it was done there
+            atomic_write_text(target, nbformat.writes(nb))
             if _executed_digest(executed) != source_digest(root / chapter.file):
                 stale.append(chapter)
             continue

@@ -6,7 +6,8 @@ Every figure of the book and of the paper is drawn by one code cell of one chapt
 ``run_figures`` executes chapters with papermill, kernel ``python3``, working directory the
 chapter's folder, ``CQSM_FIGURE_DIR`` set to ``paper_figures/figures/<profile>``; it checks that
 every figure of the chapter was written afresh as ``<id>.pdf``, ``<id>.png`` and ``<id>.csv``, puts
-the manifest caption into each figure cell and writes the executed notebook to
+the manifest caption into each figure cell, hides papermill's injected parameter cell from the
+book (tag ``remove-cell``) and writes the executed notebook to
 ``_build/executed/<profile>/<chapter file>.ipynb``, from which :mod:`cqsm.pipeline.book`
 builds the book.
 ``check`` does the checks that need no run: the manifest against the chapters' figure cells.
@@ -133,6 +134,22 @@ def inject_captions(nb, manifest: Manifest, chapter: Chapter, profile: str) -> N
         figure = manifest.figures.get(figure_name(cell))
         if figure is not None:
             cell.metadata["mystnb"]["figure"]["caption"] = caption(figure, chapter, profile)
+
+
+INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it adds
+HIDDEN_TAG = "remove-cell"  # Jupyter Book leaves such a cell out of the page
+
+
+def hide_injected_parameters(nb) -> None:
+    """Tag papermill's injected parameter cell ``remove-cell``: the book does not show it.
+
+    The chapter's own ``parameters`` cell (its default profile) stays on the page; the profile
+    it ran at is named in every figure caption (:func:`caption`).
+    """
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if INJECTED_TAG in tags and HIDDEN_TAG not in tags:
+            cell.setdefault("metadata", {})["tags"] = [*tags, HIDDEN_TAG]
 
 
 def source_digest(path: Path) -> str:
@@ -268,6 +285,7 @@ def run_chapter(
         )
 
     inject_captions(nb, manifest, chapter, profile)
+    hide_injected_parameters(nb)
     nb.metadata["papermill"]["input_path"] = chapter.file.as_posix()
     nb.metadata["papermill"]["output_path"] = output.relative_to(root).as_posix()
     nb.metadata["cqsm"] = {
