@@ -246,8 +246,8 @@ class ActionDiffusionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         psi = np.asarray(action, dtype=np.float64)
         if psi.shape != (self.diffusion.d,):
             raise EnvError(
-                f"The score value must have shape ({self.diffusion.d},) (one rate per action "
-                f"dimension); got shape {psi.shape}."
+                f"The score value must have shape ({self.diffusion.d},) (one rate per "
+                f"action dimension); got shape {psi.shape}."
             )
         if not np.all(np.isfinite(psi)):
             raise EnvError(f"The score value is not finite: {psi}.")
