@@ -45,7 +45,7 @@ from cqsm.rl.envs import ActionDiffusionWrapper, EnvError, check_box_actions, in
 from cqsm.rl.envs.action_diffusion import default_rate_scale
 from cqsm.settings import SettingsError, check_choice, check_positive, check_widths
 
-__all__ = ["CQSMSettings", "CQSMAgent", "ACTOR_FORMS", "WARMUPS", "rate_scale"]
+__all__ = ["CQSMSettings", "CQSMAgent", "ACTOR_FORMS", "WARMUPS", "rate_scale", "env_rate"]
 
 ACTOR_FORMS = ("score_matching", "feynman_kac")
 WARMUPS = ("score", "action")
@@ -121,6 +121,13 @@ def rate_scale(settings: CQSMSettings, space: gym.spaces.Box) -> float:
     return default_rate_scale(space)
 
 
+def env_rate(settings: CQSMSettings, space: gym.spaces.Box, dt: float) -> float:
+    """The fastest the env must let the action move, per second: the score's bound, or with
+    the 'action' warm-up at least one box width per control step of ``dt`` seconds."""
+    bound = rate_scale(settings, space)
+    return max(bound, _width(space) / dt) if settings.warmup == "action" else bound
+
+
 class CQSMAgent(Saved):
     """The CQSM agent acting in an :class:`~cqsm.rl.envs.ActionDiffusionWrapper`."""
 
@@ -130,33 +137,26 @@ class CQSMAgent(Saved):
 
     @staticmethod
     def wrap(env: gym.Env, settings: CQSMSettings, explore: bool) -> gym.Env:
-        """The action-diffusion wrapper, bounding the score by :func:`rate_scale`; with the
-        'action' warm-up it lets a move cross the box in one control step."""
+        """The action-diffusion wrapper, letting the action move as fast as :func:`env_rate`."""
         check_box_actions(env, "CQSM")
-        bound = rate_scale(settings, env.action_space)
-        if settings.warmup == "action":
-            bound = max(bound, _width(env.action_space) / interval_of(env).dt)
-        return ActionDiffusionWrapper(
-            env, settings.sigma_a, bound, settings.boundary, explore=explore
-        )
+        fastest = env_rate(settings, env.action_space, interval_of(env).dt)
+        return ActionDiffusionWrapper(env, settings.sigma_a, fastest, settings.boundary, explore)
 
     def __init__(self, settings: CQSMSettings, env: gym.Env):
         if not isinstance(env, ActionDiffusionWrapper):
             raise EnvError("CQSMAgent acts in an ActionDiffusionWrapper: use CQSMAgent.wrap.")
         self.settings = s = settings
         self.n, self.diffusion, self.dt, self.base_dt = env.n, env.diffusion, env.dt, env.base_dt
-        self.rate_scale = rate_scale(s, env.env.action_space)
-        in_box = s.relaxation is not None or s.warmup == "action"  # targets in the env's box
-        self.box = (
-            ActionBox(env.env.action_space, "A relaxation score or warm-up") if in_box else None
-        )
+        space = env.env.action_space
+        self.rate_scale = rate_scale(s, space)
         self.warmup_reach = env.rate_scale  # the fastest move the env allows, per second
-        needed = _width(env.env.action_space) / self.dt if s.warmup == "action" else 0.0
-        if env.rate_scale < max(self.rate_scale, needed * (1 - 1e-6)):
+        if env.rate_scale < env_rate(s, space, self.dt) * (1 - 1e-6):
             raise SettingsError(
-                f"The env lets the score reach {env.rate_scale:g} per second; these settings "
-                f"need at least {max(self.rate_scale, needed):g}. Use CQSMAgent.wrap."
+                f"The env lets the action move {env.rate_scale:g} per second; these settings "
+                f"need at least {env_rate(s, space, self.dt):g}. Use CQSMAgent.wrap."
             )
+        in_box = s.relaxation is not None or s.warmup == "action"  # targets in the env's box
+        self.box = ActionBox(space, "A relaxation score or warm-up") if in_box else None
         # the default discount is 0.99 per *native* step: a rate per second, whatever the interval
         self.beta = s.beta if s.beta is not None else -math.log(0.99) / env.native_dt
         self.discount = math.exp(-self.beta * self.dt)
