@@ -130,9 +130,11 @@ def compare(prob: LQProblem, critic: QuadraticCritic, phi, score: LinearScore, s
 
 
 def offline_cqsm(prob: LQProblem, settings: OfflineSettings, K0) -> CQSMRun:
-    """Run offline CQSM from the constant gain ``K0``; one history row per round (round 0: K0).
+    """Run offline CQSM from the constant gain ``K0``: one history row per round.
 
-    The last round evaluates the last improved score; the returned score and critic are those.
+    Round 0 evaluates ``K0``; the last round evaluates the last improved score, and the
+    returned score and critic are those. (Chapter 5 prints this function: its lines keep
+    within 88 columns.)
     """
     gen = torch.Generator().manual_seed(settings.seed)
     critic = QuadraticCritic.for_problem(prob, settings.critic_degree)
@@ -145,8 +147,8 @@ def offline_cqsm(prob: LQProblem, settings: OfflineSettings, K0) -> CQSMRun:
         phi = mg.fit_martingale_loss(critic, paths)
         with torch.no_grad():
             critic.phi.copy_(phi)
-        row = {"iteration": it, **compare(prob, critic, phi, score, settings.init_spread)}
-        rows.append(row | _gain_columns(score))
+        errors = compare(prob, critic, phi, score, settings.init_spread)
+        rows.append({"iteration": it, **errors} | _gain_columns(score))
         if it < settings.n_iterations:
             fit_linear_score(score, critic, paths, prob.lam)
     final = {k: v for k, v in rows[-1].items() if k != "iteration"}
