@@ -441,6 +441,7 @@ def test_end_to_end_on_a_scratch_book(tmp_path, capsys):
     manifest = write_scratch_repo(tmp_path, scratch_chapter())
     (tmp_path / "_toc.yml").write_text(TOC)
     shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")  # the real config, strictly
+    shutil.copytree(ROOT / "book" / "_static", tmp_path / "book" / "_static")  # its style sheet
     (tmp_path / "book" / "references.bib").write_text(
         "@book{doe2020, title = {A Book}, author = {Doe, Jane}, year = {2020}, "
         "publisher = {Nobody}}\n"
