@@ -116,7 +116,8 @@ def _display_problem(cell) -> str | None:
     kinds = "; ".join(", ".join(o.get("data", {})) for o in shown) or "nothing"
     return (
         f"must display exactly one image and nothing else (it displayed: {kinds}); "
-        "leave the figure open and end the cell with `fig`, and end other expressions with `;`"
+        "end the cell with `plt.show()` after `save(...)`, and display nothing else (assign "
+        "or discard other values)"
     )
 
 
