@@ -3,7 +3,16 @@
 import numpy as np
 import pandas as pd
 
-from cqsm.rl.compare import bootstrap_ci, label, returns_at
+from cqsm.rl.compare import (
+    add_published,
+    bootstrap_ci,
+    interval,
+    label,
+    mean_std,
+    percent,
+    returns_at,
+    returns_table,
+)
 
 
 def test_bootstrap_interval_of_the_mean_against_normal_theory():
@@ -32,3 +41,55 @@ def test_returns_at_uses_each_runs_row_at_the_step_and_counts_seeds():
     assert np.isclose(table.loc[20, "std"], np.std([4.0, 6.0], ddof=1))
     assert 4.0 <= table.loc[20, "ci_low"] <= table.loc[20, "ci_high"] <= 6.0
     assert label("diffusion_ql") == "Diffusion-QL" and label("new") == "new"
+
+
+def test_means_intervals_and_shares_read_as_a_reader_expects():
+    assert mean_std(1234.4, 56.6) == "1234 ± 57"
+    assert mean_std(0.0312, 0.0041, ".2%") == "3.12% ± 0.41%"
+    assert mean_std(12.0, np.nan) == "12" and mean_std(np.nan, np.nan) == "–"
+    assert interval(-1.26, 3.5) == "[-1, 4]" and interval(np.nan, np.nan) == "–"
+    assert percent(0.874) == "87%" and percent(1.0) == "100%" and percent(np.nan) == "–"
+
+
+def test_returns_table_formats_each_entry_and_its_published_range():
+    rows = pd.DataFrame(
+        {
+            "env": ["E"] * 5 + ["F"],
+            "algo": ["td3", "td3", "td3", "sac", "sac", "td3"],
+            "seed": [0, 1, 2, 0, 1, 0],
+            "step": [10, 10, 10, 10, 20, 10],
+            "eval_return": [100.0, 200.0, 600.0, 50.0, 70.0, 7.0],
+        }
+    )
+    published = pd.DataFrame(
+        {
+            "algo": ["td3", "td3"],
+            "env": ["E", "F"],
+            "step": [10, 10],
+            "published_low": [250.0, 6.0],
+            "published_high": [300.0, 6.0],
+            "source": ["paper", "paper"],
+        }
+    )
+    table = add_published(returns_at(rows, steps=(10, 20)), published)
+    assert "source" not in table and table.published_low.isna().sum() == 4
+    assert add_published(table, pd.DataFrame()) is table
+    shown = returns_table(table)
+    assert list(shown.columns) == ["seeds", "mean ± std", "95% CI", "published"]
+    assert list(shown.index) == [
+        ("E", 10, "SAC"),
+        ("E", 10, "TD3"),
+        ("E", 20, "SAC"),
+        ("E", 20, "TD3"),
+        ("F", 10, "TD3"),
+        ("F", 20, "TD3"),
+    ]
+    # TD3 on E at 10: mean 300, std sqrt(((-200)^2 + (-100)^2 + 300^2) / 2) = sqrt(70000)
+    td3 = shown.loc[("E", 10, "TD3")]
+    assert td3["mean ± std"] == "300 ± 265" and td3["published"] == "250–300"
+    low, high = bootstrap_ci([100.0, 200.0, 600.0])
+    assert td3["95% CI"] == f"[{low:.0f}, {high:.0f}]"
+    assert shown.loc[("E", 10, "SAC")].tolist() == [1, "50", "[50, 50]", "–"]
+    assert shown.loc[("E", 20, "TD3")].tolist() == [0, "–", "–", "–"]
+    assert shown.loc[("F", 10, "TD3"), "published"] == "6"
+    assert "published" not in returns_table(returns_at(rows, steps=(10,)))

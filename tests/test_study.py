@@ -1,13 +1,19 @@
 """Ablation studies: variants differ only where they say, and their rows come back labelled."""
 
 import dataclasses
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from cqsm.rl import results, study
 from cqsm.rl.agents import CQSMSettings
+from cqsm.rl.arms import HOPPER_LIMIT, RECIPE, VARIANTS
 from cqsm.rl.study import Variant, read_study, study_runs
 from cqsm.rl.sweep import sweep
 from cqsm.rl.train import TrainSettings
+
+STUDY = Path(__file__).resolve().parent.parent / "paper_figures" / "results" / "ch08_cqsm_study"
 
 
 def test_variants_override_only_what_they_name(tmp_path):
@@ -53,3 +59,67 @@ def test_an_arm_can_stand_on_the_library_defaults_rather_than_the_tasks_presets(
     assert on_presets.agent.warmup == "action" and on_presets.batch_size == 100
     assert on_library.agent == CQSMSettings() and on_library.batch_size == 256
     assert on_library.learning_starts == TrainSettings().learning_starts
+
+
+def test_a_removed_arm_is_read_but_never_run(tmp_path):
+    kept, gone = Variant("kept"), Variant("gone", {"q_unit": 0.05}, removed="q_unit is gone")
+    assert [
+        r.run_dir.parent.name
+        for r in study_runs([kept, gone], ["Pendulum-v1"], (0,), 100, tmp_path)
+    ] == ["kept"]
+    with pytest.raises(ValueError, match="can no longer run: q_unit is gone"):
+        gone.settings("Pendulum-v1", 0, 100, tmp_path)
+    run = tmp_path / "gone" / "cqsm-Pendulum-v1-s0"
+    run.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "algo": ["cqsm"],
+            "env": ["Pendulum-v1"],
+            "seed": [0],
+            "step": [100],
+            "eval_return": [-7.0],
+        }
+    ).to_csv(run / "results.csv", index=False)
+    rows = read_study(tmp_path, [kept, gone])
+    assert rows[["variant", "eval_return"]].values.tolist() == [["gone", -7.0]]
+
+
+def test_every_arm_of_chapter_8_is_what_its_committed_runs_ran():
+    """The arms' names and settings name the committed run folders: an arm that changed would
+    no longer describe (or resume) its runs."""
+    checked = set()
+    for arm in (*VARIANTS, HOPPER_LIMIT, RECIPE):
+        for path in sorted((STUDY / arm.name).glob("*/settings.json")):
+            if arm.removed:  # read, never re-run: only its rows need to be there
+                assert (path.parent / "results.csv").exists(), path
+                continue
+            saved = results.read_json(path)
+            mine = arm.settings(saved["env"], saved["seed"], saved["total_steps"], STUDY)
+            free = {"out", "sources", "progress", "resume"}  # how it ran, not what
+            assert results.changed_settings(saved, mine, free=free) == [], path
+            checked.add(arm.name)
+    assert {"fk-reflect", "fk-relax-td3-all-warmup", "hopper-td3-limit", "recipe"} <= checked
+    assert [v.name for v in VARIANTS if v.removed] == ["fk-reflect-qunit"]
+
+
+def test_critic_diagnostics_measure_the_runs_with_critics_sorted(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "diagnose_run", lambda path, n_states: {"n": n_states * 10})
+    dirs = []
+    for arm, seed, files in [
+        ("b", 1, ("policy.pt", "checkpoint.pt")),
+        ("a", 0, ("policy.pt",)),
+        ("b", 0, ("policy.pt", "checkpoint.pt")),
+        ("a", 2, ("policy.pt", "checkpoint.pt")),
+    ]:
+        run = tmp_path / arm / f"cqsm-Pendulum-v1-s{seed}"
+        run.mkdir(parents=True)
+        results.write_json(run / "settings.json", {"seed": seed})
+        for name in files:
+            (run / name).write_bytes(b"")
+        dirs.append(run)
+    out = tmp_path / "critic_diagnostics.csv"
+    study.write_critic_diagnostics(out, dirs, n_states=3)
+    # ("a", 0) has no checkpoint, so no critics: passed over; the rest sorted by arm, then seed
+    assert pd.read_csv(out).values.tolist() == [["a", 2, 30], ["b", 0, 30], ["b", 1, 30]]
+    assert (tmp_path / "critic_diagnostics.provenance.json").exists()
+    assert study.critic_diagnostics([]).columns.tolist() == ["variant", "seed"]

@@ -1,7 +1,8 @@
 """Comparing algorithms from their tidy training rows: returns at fixed steps with bootstrap
-confidence intervals, and the display names of the algorithms.
+confidence intervals, the table a reader sees of them, and the display names of the algorithms.
 
-    table = returns_at(rows, steps=(20_000, 100_000))
+    table = add_published(returns_at(rows, steps=(20_000, 100_000)), published)
+    returns_table(table)       # per env, step and method: "mean ± std", "95% CI", "published"
 
 ``rows`` are the rows of :mod:`cqsm.rl.results` (one per evaluation of each run). A run counts at a
 step only if it has an evaluation there, so a run still in progress is left out of the steps it
@@ -13,7 +14,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["LABELS", "label", "bootstrap_ci", "returns_at"]
+__all__ = [
+    "LABELS",
+    "label",
+    "bootstrap_ci",
+    "returns_at",
+    "add_published",
+    "mean_std",
+    "interval",
+    "percent",
+    "returns_table",
+]
 
 # How each algorithm is named in the book's figures and tables (and coloured: cqsm.pipeline.plots).
 LABELS = {
@@ -71,3 +82,63 @@ def returns_at(
                 }
             )
     return pd.DataFrame(out)
+
+
+def add_published(table: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (of :func:`returns_at`) with the published range of each entry, where there is
+    one: the ``published_low`` and ``published_high`` of ``published`` (a table with columns
+    ``algo``, ``env``, ``step``, ``published_low``, ``published_high``), matched on algorithm,
+    task and step; ``table`` unchanged if ``published`` is empty."""
+    if published.empty:
+        return table
+    columns = ["algo", "env", "step", "published_low", "published_high"]
+    return table.merge(published[columns], on=["algo", "env", "step"], how="left")
+
+
+def mean_std(mean: float, std: float, spec: str = ".0f") -> str:
+    """``"mean ± std"`` in the format ``spec``; the mean alone where the standard deviation is
+    undefined (NaN: one seed), and ``"–"`` where the mean is (no seed)."""
+    if np.isnan(mean):
+        return "–"
+    return f"{mean:{spec}}" if np.isnan(std) else f"{mean:{spec}} ± {std:{spec}}"
+
+
+def interval(low: float, high: float, spec: str = ".0f") -> str:
+    """An interval as ``"[low, high]"`` in the format ``spec``; ``"–"`` where it is undefined."""
+    return "–" if np.isnan(low) else f"[{low:{spec}}, {high:{spec}}]"
+
+
+def percent(ratio: float) -> str:
+    """A ratio as a whole percentage (``0.874`` is ``"87%"``); ``"–"`` where it is undefined."""
+    return "–" if np.isnan(ratio) else f"{ratio:.0%}"
+
+
+def _published(low: float, high: float) -> str:
+    if np.isnan(low):
+        return "–"
+    return f"{low:.0f}" if low == high else f"{low:.0f}–{high:.0f}"
+
+
+def returns_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The returns of :func:`returns_at` as a reader sees them, one row per task, step and
+    method (sorted): the number of seeds, ``"mean ± std"`` and the ``"95% CI"`` of the mean,
+    whole numbers, and the ``"published"`` value or range where :func:`add_published` added
+    one."""
+    shown = pd.DataFrame(
+        {
+            "env": table["env"],
+            "step": table["step"],
+            "method": table["algo"].map(label),
+            "seeds": table["seeds"],
+            "mean ± std": [
+                mean_std(m, s) for m, s in zip(table["mean"], table["std"], strict=True)
+            ],
+            "95% CI": [
+                interval(lo, hi) for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)
+            ],
+        }
+    )
+    if "published_low" in table:
+        pairs = zip(table["published_low"], table["published_high"], strict=True)
+        shown["published"] = [_published(lo, hi) for lo, hi in pairs]
+    return shown.set_index(["env", "step", "method"]).sort_index()

@@ -39,6 +39,7 @@ __all__ = [
     "tidy",
     "write_rows",
     "read_rows",
+    "read_runs",
     "provenance",
     "save_checkpoint",
     "load_checkpoint",
@@ -169,6 +170,30 @@ def read_rows(path: Path) -> list[dict]:
     if not Path(path).exists():
         return []
     return pd.read_csv(path).to_dict("records")
+
+
+def _matches(frame: pd.DataFrame, column: str, wanted) -> pd.Series:
+    """Which rows of ``frame`` have ``column`` equal to ``wanted`` (one value or several)."""
+    values = [wanted] if isinstance(wanted, str | int) else list(wanted)
+    return frame[column].isin(values)
+
+
+def read_runs(folder: str | Path, algo=None, env=None, seed=None) -> pd.DataFrame:
+    """The tidy rows of every run under ``folder`` (each ``results.csv`` below it, at any depth,
+    in the order of their paths) as one DataFrame, with a fresh index; empty if there are none.
+
+    ``algo``, ``env`` and ``seed`` (each one value or several) keep only the rows of those runs;
+    a run with no such rows adds nothing, not even its columns.
+    """
+    frames = []
+    for path in sorted(Path(folder).rglob("results.csv")):
+        frame = pd.read_csv(path)
+        for column, wanted in (("algo", algo), ("env", env), ("seed", seed)):
+            if wanted is not None:
+                frame = frame[_matches(frame, column, wanted)]
+        if len(frame):
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _git_commit() -> dict:

@@ -6,12 +6,15 @@ budget, resumable as one sweep.
                 Variant("projected", {"actor": "feynman_kac", "boundary": "project"})]
     sweep(study_runs(variants, ["HalfCheetah-v5"], seeds=(0, 1), total_steps=50_000, out=root))
     rows = read_study(root, variants)      # the tidy rows with a "variant" column
+    write_critic_diagnostics(root / "critic_diagnostics.csv", [r.run_dir for r in runs])
 
 Each variant's runs go to ``<out>/<variant name>/<algo>-<env>-s<seed>``; the settings of a run
 are the task's (:data:`cqsm.rl.presets.TASKS`) with the variant's overrides on top, so every
 variant differs from the others only where it says. Where a variant's runs on a task are those
 of another arm (``runs_of``: the same settings), they are read from that arm's folder, never
-copied.
+copied. An arm run with an option that has since been removed (``removed``: why) keeps its
+committed rows, which :func:`read_study` reads, and is left out of :func:`study_runs`: it is never
+re-run with settings that no longer mean what they did.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from cqsm.atomic import atomic_write
 from cqsm.rl import results
+from cqsm.rl.diagnostics import diagnose_run
 from cqsm.rl.train import TrainSettings
 
-__all__ = ["Variant", "study_runs", "read_study"]
+__all__ = ["Variant", "study_runs", "read_study", "critic_diagnostics", "write_critic_diagnostics"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,9 @@ class Variant:
     runs_of: dict = field(default_factory=dict)
     """tasks on which this variant's runs are another variant's (env id -> that Variant): the
     settings must be the same, and the runs live in, and are read from, that variant's folder"""
+    removed: str = ""
+    """why this variant can no longer run (an option it set has been removed), or "" if it can:
+    its committed runs are read, and it is left out of :func:`study_runs`"""
 
     def __post_init__(self):
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -51,7 +59,9 @@ class Variant:
         self, env: str, seed: int, total_steps: int, out: str | Path, algo: str = "cqsm"
     ) -> TrainSettings:
         """The run of this variant on ``env`` with ``seed``, in ``<out>/<name>`` (or in the folder
-        of the variant whose runs it shares on ``env``)."""
+        of the variant whose runs it shares on ``env``). A ``removed`` variant has none."""
+        if self.removed:
+            raise ValueError(f"Variant {self.name!r} can no longer run: {self.removed}.")
         mine = TrainSettings.for_task(
             env,
             algo=algo,
@@ -78,7 +88,8 @@ class Variant:
 def study_runs(
     variants, envs, seeds, total_steps: int, out: str | Path, algo: str = "cqsm"
 ) -> list[TrainSettings]:
-    """Every run of a study, seeds innermost (so the first seed of every arm comes first)."""
+    """Every run of a study that can still run, seeds innermost (so the first seed of every
+    arm comes first); variants marked ``removed`` are left out."""
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise ValueError(f"Two variants share a name: {names}.")
@@ -87,6 +98,7 @@ def study_runs(
         for env in envs
         for seed in seeds
         for v in variants
+        if not v.removed
     ]
 
 
@@ -105,3 +117,29 @@ def read_study(out: str | Path, variants) -> pd.DataFrame:
         for path in paths:
             frames.append(pd.read_csv(path).assign(variant=v.name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def critic_diagnostics(run_dirs, n_states: int = 6) -> pd.DataFrame:
+    """:func:`cqsm.rl.diagnostics.diagnose_run` of every finished run among ``run_dirs`` whose
+    critics are at hand (``policy.pt`` and ``checkpoint.pt``; others are passed over), one row
+    each, sorted by ``variant`` (the name of the folder holding the run: its arm, or for a
+    baseline its algorithm's folder) and ``seed``."""
+    measured = [
+        {"variant": path.parent.name, "seed": results.read_json(path / "settings.json")["seed"]}
+        | diagnose_run(path, n_states=n_states)
+        for path in map(Path, run_dirs)
+        if (path / "policy.pt").exists() and (path / "checkpoint.pt").exists()
+    ]
+    frame = pd.DataFrame(measured, columns=None if measured else ["variant", "seed"])
+    return frame.sort_values(["variant", "seed"], kind="stable", ignore_index=True)
+
+
+def write_critic_diagnostics(path: str | Path, run_dirs, n_states: int = 6) -> pd.DataFrame:
+    """Write :func:`critic_diagnostics` of ``run_dirs`` to the CSV file ``path`` and its
+    provenance beside it (``<name>.provenance.json``), atomically; returns the table. It needs
+    the training checkpoints, which are not committed: run it where the runs were trained."""
+    path = Path(path)
+    measured = critic_diagnostics(run_dirs, n_states)
+    atomic_write(path, lambda tmp: measured.to_csv(tmp, index=False))
+    results.write_json(path.with_suffix(".provenance.json"), results.provenance())
+    return measured
