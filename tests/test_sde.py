@@ -10,10 +10,10 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from cqsm import plots  # noqa: E402
 from cqsm.lq.problem import example  # noqa: E402
 from cqsm.lq.scores import LinearScore  # noqa: E402
 from cqsm.lq.sde import euler_log_likelihood_ratio, kl_rate, simulate  # noqa: E402
+from cqsm.pipeline import plots  # noqa: E402
 
 K = np.array([[-0.5, -1.0]])
 
