@@ -7,17 +7,21 @@ configured 100; a book page is narrower).
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from cqsm.pipeline.page import COLUMNS
+
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "book").glob("ch*.md"))
-MAX_LINE = 88
+MAX_LINE = COLUMNS
 MAX_CELL_LINES = 40
 RUFF_FORMAT = ["format", "--isolated", f"--line-length={MAX_LINE}", "--target-version=py311"]
 
@@ -118,6 +122,50 @@ def test_chapter_code_is_formatted(path, tmp_path):
         f"{path.relative_to(ROOT)}: `ruff format --line-length 88` would change these cells "
         "(the file names give the line of each cell's fence):\n" + "\n".join(problems)
     )
+
+
+_INCLUDE = re.compile(r"^```\{literalinclude\} (\S+)\n((?::\w+:.*\n)*)```", re.M)
+
+
+def included_code(text: str, chapter: Path) -> list[tuple[str, list[str]]]:
+    """The library code a chapter shows with ``{literalinclude}`` and ``:pyobject:``, as the
+    page shows it (``:dedent:`` given: without the common indentation)."""
+    shown = []
+    for match in _INCLUDE.finditer(text):
+        options = dict(re.findall(r"^:(\w+):\s*(.*)$", match.group(2), re.M))
+        if "pyobject" not in options:
+            continue
+        source = (chapter.parent / match.group(1)).read_text()
+        node = _find(ast.parse(source), options["pyobject"].split("."))
+        start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+        lines = source.splitlines()[start - 1 : node.end_lineno]
+        if "dedent" in options:
+            lines = textwrap.dedent("\n".join(lines)).splitlines()
+        shown.append((options["pyobject"], lines))
+    return shown
+
+
+def _find(tree, names):
+    for node in tree.body:
+        if getattr(node, "name", None) == names[0]:
+            return node if len(names) == 1 else _find(node, names[1:])
+    raise LookupError(f"no {'.'.join(names)}")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_library_code_shown_in_a_chapter_fits_the_page(path):
+    for name, lines in included_code(path.read_text(encoding="utf-8"), path):
+        wide = [line for line in lines if len(line) > MAX_LINE]
+        assert not wide, f"{path.name} shows {name} with lines over {MAX_LINE}: {wide}"
+
+
+def test_included_code_is_found():
+    here = ROOT / "book" / "x.md"
+    text = "```{literalinclude} ../cqsm/rl/agents/cqsm.py\n:pyobject: CQSMAgent.update\n```\n"
+    ((name, lines),) = included_code(text, here)
+    assert name == "CQSMAgent.update" and lines[0].startswith("    def update(")
+    ((_, lines),) = included_code(text.replace("update\n", "update\n:dedent:\n"), here)
+    assert lines[0].startswith("def update(")
 
 
 # ---------------------------------------------------------------------------------------------
