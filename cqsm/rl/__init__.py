@@ -12,8 +12,8 @@ never imports the book pipeline (:mod:`cqsm.pipeline`).
   the training loop and the evaluation protocol;
 - :mod:`cqsm.rl.results`, :mod:`cqsm.rl.runs`, :mod:`cqsm.rl.migrate`: the run folder (rows,
   settings, checkpoints, provenance), loading and reading runs, migrating old ones;
-- :mod:`cqsm.rl.presets`, :mod:`cqsm.rl.sweep`, :mod:`cqsm.rl.study`: per-task settings,
-  resumable sweeps and ablation arms;
+- :mod:`cqsm.rl.presets`, :mod:`cqsm.rl.sweep`, :mod:`cqsm.rl.study`, :mod:`cqsm.rl.arms`:
+  per-task settings, resumable sweeps, ablation studies and chapter 8's arms;
 - :mod:`cqsm.rl.compare`, :mod:`cqsm.rl.bench`, :mod:`cqsm.rl.diagnostics`,
   :mod:`cqsm.rl.riccati`: returns tables, throughput, what a trained agent does, and the deep
   agent against the Riccati solution.

@@ -150,10 +150,11 @@ class CQSMAgent(Saved):
         space = env.env.action_space
         self.rate_scale = rate_scale(s, space)
         self.warmup_reach = env.rate_scale  # the fastest move the env allows, per second
-        if env.rate_scale < env_rate(s, space, self.dt) * (1 - 1e-6):
+        needed = env_rate(s, space, self.dt)
+        if env.rate_scale < needed * (1 - 1e-6):
             raise SettingsError(
                 f"The env lets the action move {env.rate_scale:g} per second; these settings "
-                f"need at least {env_rate(s, space, self.dt):g}. Use CQSMAgent.wrap."
+                f"need at least {needed:g}. Use CQSMAgent.wrap."
             )
         in_box = s.relaxation is not None or s.warmup == "action"  # targets in the env's box
         self.box = ActionBox(space, "A relaxation score or warm-up") if in_box else None
