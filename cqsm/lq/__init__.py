@@ -12,5 +12,7 @@ harness (:mod:`cqsm.rl`), so that every number it computes can be checked agains
 - :mod:`cqsm.lq.martingale`: the martingale loss, orthogonality conditions and their solves;
 - :mod:`cqsm.lq.score_matching`: policy improvement by Q-score matching;
 - :mod:`cqsm.lq.evaluation`: iterative policy evaluation compared across methods (chapter 4);
-- :mod:`cqsm.lq.cqsm`: CQSM on LQ problems from simulated data alone (chapter 5).
+- :mod:`cqsm.lq.cqsm`: CQSM on LQ problems from simulated data alone (chapter 5);
+- :mod:`cqsm.lq.intervals`: the control interval in closed form: each method's fixed point at
+  step ``dt`` and its exact continuous-time value.
 """

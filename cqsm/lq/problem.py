@@ -31,7 +31,14 @@ import torch
 
 from cqsm.lq.sde import DTYPE, AugmentedSDE
 
-__all__ = ["LQError", "LQProblem", "LQSolution", "ConventionalLQ", "example"]
+__all__ = [
+    "LQError",
+    "LQProblem",
+    "LQSolution",
+    "ConventionalLQ",
+    "FeedbackValue",
+    "example",
+]
 
 Gain = np.ndarray | Callable[[float], np.ndarray]
 
@@ -411,13 +418,83 @@ class LQProblem:
         Ed = root_gamma * self.calE * dt
         return scipy.linalg.solve_discrete_are(F, Ed, self.W * dt, self.lam * dt * np.eye(self.d))
 
+    def discrete_time_gain(self, dt: float, P: np.ndarray | None = None) -> np.ndarray:
+        """The greedy gain of the Euler-discretised problem: ``Psi = K_dt z`` maximises its Q.
+
+        With ``gamma = e^{-beta dt}``, ``F = I + calA dt`` and the discrete value
+        ``V(z) = -1/2 z^T P z - c`` (``P = discrete_time_P(dt)`` unless given), the one-step
+        Q-function ``(-1/2 z^T W z - lam/2 |Psi|^2) dt + gamma E V(F z + calE Psi dt + noise)``
+        is concave in ``Psi`` and maximal at
+
+            K_dt = -(lam I + gamma dt calE^T P calE)^{-1} gamma calE^T P F,
+
+        which tends to the continuous-time ``-(1/lam) calE^T P`` as ``dt -> 0`` (error ``O(dt)``).
+        """
+        if P is None:
+            P = self.discrete_time_P(dt)
+        gamma, E = np.exp(-self.discount * dt), self.calE
+        F = np.eye(self.dim) + self.calA * dt
+        lhs = self.lam * np.eye(self.d) + gamma * dt * (E.T @ P @ E)
+        return -np.linalg.solve(lhs, gamma * (E.T @ P @ F))
+
+    def discrete_time_evaluate(self, K, dt: float) -> np.ndarray:
+        """``P`` of the Q of ``Psi = K z`` on the Euler-discretised stationary problem (step dt).
+
+        The discrete Lyapunov equation ``P = (W + lam K^T K) dt + gamma F_K^T P F_K`` with
+        ``F_K = I + (calA + calE K) dt`` and ``gamma = e^{-beta dt}``: what a TD(0)/LSTD critic
+        of the quadratic family fitted on Euler data at step ``dt`` converges to. Raises
+        :class:`LQError` when ``sqrt(gamma) F_K`` is not stable (the discrete value is infinite).
+        """
+        if not self.stationary:
+            raise LQError("discrete_time_evaluate is defined for the stationary problem.")
+        if not np.isfinite(dt) or dt <= 0:
+            raise LQError(f"dt must be positive; got {dt}.")
+        K = self._check_gain(K)
+        F = np.sqrt(np.exp(-self.discount * dt)) * (
+            np.eye(self.dim) + (self.calA + self.calE @ K) * dt
+        )
+        if np.abs(np.linalg.eigvals(F)).max() >= 1:
+            raise LQError(
+                f"Psi = K z does not stabilise the discounted Euler chain at dt = {dt}; "
+                "its discrete value is -infinity."
+            )
+        P = scipy.linalg.solve_discrete_lyapunov(F.T, (self.W + self.lam * K.T @ K) * dt)
+        return (P + P.T) / 2
+
+
+@dataclass(frozen=True)
+class FeedbackValue:
+    """The exact value ``V(x) = -1/2 x^T S x - s`` of a linear feedback ``u = K x``.
+
+    On a :class:`ConventionalLQ` problem with discount rate ``beta`` (continuous time).
+    """
+
+    S: np.ndarray
+    """The ``n x n`` matrix of the value."""
+    s: float
+    """The noise constant ``tr(sigma_x sigma_x^T S) / (2 beta)``."""
+    K: np.ndarray
+    """The ``d x n`` feedback gain."""
+
+    def V(self, x: np.ndarray) -> np.ndarray:
+        """``V(x)`` for a batch ``x`` of shape ``(..., n)``."""
+        x = np.asarray(x, dtype=float)
+        return -0.5 * np.einsum("...i,ij,...j->...", x, self.S, x) - self.s
+
+    def expected_value(self, mean: np.ndarray, cov: np.ndarray) -> float:
+        """``E V(x)`` for ``x ~ N(mean, cov)``."""
+        mean = np.asarray(mean, dtype=float)
+        return float(-0.5 * (mean @ self.S @ mean + np.trace(self.S @ cov)) - self.s)
+
 
 class ConventionalLQ:
     """The conventional LQ problem in which the control ``u`` enters the dynamics directly.
 
     ``dX = (A X + B u) dt + sigma_x dB``, reward ``-1/2 (x^T M x + u^T N u)``, discount ``beta``.
-    Its discrete-time Q-function with control interval ``dt`` holds ``u`` for one step and then
-    acts optimally; as ``dt -> 0`` it collapses onto the value function (the action gap is O(dt)).
+    There is no cross term ``x^T R u`` (an :class:`LQProblem`'s ``R`` has no counterpart here),
+    no action diffusion and no price ``lam`` of action speed. Its discrete-time Q-function with
+    control interval ``dt`` holds ``u`` for one step and then acts optimally; as ``dt -> 0`` it
+    collapses onto the value function (the action gap is O(dt)).
     """
 
     def __init__(self, A, B, sigma_x, M, N, discount: float):
@@ -450,6 +527,84 @@ class ConventionalLQ:
             raise LQError(f"dt must be positive; got {dt}.")
         S = self._S
         return self.N * dt + np.exp(-self.discount * dt) * (self.B.T @ S @ self.B) * dt**2
+
+    @classmethod
+    def from_problem(cls, prob: LQProblem) -> ConventionalLQ:
+        """The conventional counterpart of an augmented problem: the same ``A, B, sigma_x, M, N``
+        and ``beta``; its ``R``, ``sigma_a`` and ``lam`` have none."""
+        if not prob.stationary:
+            raise LQError("The conventional counterpart is defined for stationary problems.")
+        return cls(prob.A, prob.B, prob.sigma_x, prob.M, prob.N, discount=prob.discount)
+
+    @property
+    def n(self) -> int:
+        return self.A.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.B.shape[1]
+
+    def optimal_gain(self) -> np.ndarray:
+        """``K* = -N^{-1} B^T S``: the optimal feedback ``u = K* x``."""
+        return -np.linalg.solve(self.N, self.B.T @ self._S)
+
+    def optimal(self) -> FeedbackValue:
+        """The optimum ``V*(x) = -1/2 x^T S x - s`` with its gain."""
+        return FeedbackValue(self._S, self._noise_constant(self._S), self.optimal_gain())
+
+    def _noise_constant(self, S: np.ndarray) -> float:
+        return float(np.trace(self.sigma_x @ self.sigma_x.T @ S) / (2 * self.discount))
+
+    def evaluate(self, K) -> FeedbackValue:
+        """The exact continuous-time value of the feedback ``u = K x`` (``K`` of shape ``d x n``).
+
+        ``(A + B K - beta/2 I)^T S + S (A + B K - beta/2 I) + M + K^T N K = 0`` and
+        ``s = tr(sigma_x sigma_x^T S) / (2 beta)``. Raises :class:`LQError` when
+        ``A + B K - beta/2 I`` is not stable (the discounted value is -infinity).
+        """
+        K = _matrix(K, (self.d, self.n), "K")
+        closed = self.A + self.B @ K - 0.5 * self.discount * np.eye(self.n)
+        if np.linalg.eigvals(closed).real.max() >= 0:
+            raise LQError(
+                "The feedback u = K x does not stabilise the discounted problem "
+                "(A + B K - beta/2 I has an eigenvalue with non-negative real part), "
+                "so its value is -infinity."
+            )
+        S = scipy.linalg.solve_continuous_lyapunov(closed.T, -(self.M + K.T @ self.N @ K))
+        S = (S + S.T) / 2
+        return FeedbackValue(S, self._noise_constant(S), K)
+
+    def discrete_time_S(self, dt: float, gamma: float) -> np.ndarray:
+        """``S_dt`` of the optimal value of the Euler-sampled problem with discount ``gamma``.
+
+        ``x' = x + (A x + B u) dt + sigma_x sqrt(dt) eps``, reward
+        ``-1/2 (x^T M x + u^T N u) dt``, discount ``gamma`` per step (``e^{-beta dt}`` for the
+        problem's own rate, or any other, e.g. a fixed ``0.99``): the fixed point of
+        Q-learning with a quadratic Q-function, a discrete algebraic Riccati equation.
+        """
+        dt, gamma = self._check_step(dt, gamma)
+        root = np.sqrt(gamma)
+        F, G = root * (np.eye(self.n) + self.A * dt), root * self.B * dt
+        return scipy.linalg.solve_discrete_are(F, G, self.M * dt, self.N * dt)
+
+    def discrete_time_gain(self, dt: float, gamma: float) -> np.ndarray:
+        """The greedy feedback ``u = K_dt x`` of the Euler-sampled problem (``discrete_time_S``).
+
+        ``K_dt = -(N + gamma dt B^T S_dt B)^{-1} gamma B^T S_dt (I + A dt)``.
+        """
+        dt, gamma = self._check_step(dt, gamma)
+        S = self.discrete_time_S(dt, gamma)
+        F = np.eye(self.n) + self.A * dt
+        lhs = self.N + gamma * dt * (self.B.T @ S @ self.B)
+        return -np.linalg.solve(lhs, gamma * (self.B.T @ S @ F))
+
+    @staticmethod
+    def _check_step(dt: float, gamma: float) -> tuple[float, float]:
+        if not np.isfinite(dt) or dt <= 0:
+            raise LQError(f"dt must be positive; got {dt}.")
+        if not 0 < gamma < 1:
+            raise LQError(f"gamma must be a discount per step in (0, 1); got {gamma}.")
+        return float(dt), float(gamma)
 
 
 def example(name: str) -> LQProblem:
