@@ -149,6 +149,20 @@ def test_run_folder_is_protected(tmp_path):
         train(tiny(tmp_path, total_steps=400, resume=True))
 
 
+def test_a_run_saved_before_the_exact_relaxation_reads_as_it_was_made():
+    def saved(**agent):
+        record = TrainSettings.for_task(
+            "HalfCheetah-v5", task_presets=False, agent={"boundary": "project"} | agent
+        ).record()
+        del record["agent"]["relaxation_step"], record["warmup_hold"]
+        return migrate.migrate_settings(record)
+
+    relaxed, plain = saved(relaxation=0.05), saved()
+    assert relaxed["agent"]["relaxation_step"] == "euler" and relaxed["warmup_hold"] is None
+    assert plain["agent"]["relaxation_step"] == "exact" == CQSMSettings().relaxation_step
+    assert TrainSettings.from_saved(relaxed).agent.relaxation_step == "euler"
+
+
 def test_settings_errors():
     with pytest.raises(SettingsError, match="lam must be a positive"):
         CQSMSettings(lam=0.0)
@@ -250,27 +264,37 @@ def test_every_setting_is_documented():
         assert (table["meaning"].str.len() > 10).all(), table[table["meaning"].str.len() <= 10]
 
 
-def test_relaxation_score_moves_the_action_toward_a_target_in_the_box():
+def relaxing(relaxation, step, control_interval=None, **agent):
+    """A CQSM agent on HalfCheetah-v5 with a relaxation score (no noise), and its env."""
     settings = TrainSettings.for_task(
-        "HalfCheetah-v5", task_presets=False, agent={"relaxation": 0.05, "boundary": "project"}
+        "HalfCheetah-v5",
+        task_presets=False,
+        control_interval=control_interval,
+        agent={"relaxation": relaxation, "relaxation_step": step, "boundary": "project"}
+        | {"sigma_a": 0.0}
+        | agent,
     )
     env = make_env(settings, explore=True)
+    return CQSMAgent(settings.agent, env), env
+
+
+def test_relaxation_score_moves_the_action_toward_a_target_in_the_box():
+    agent, env = relaxing(0.05, "euler")
     assert env.rate_scale == pytest.approx(2 / 0.05)  # the box's width per relaxation time
-    agent = CQSMAgent(settings.agent, env)
     obs = torch.as_tensor(
         np.random.default_rng(0).uniform(-1, 1, (64, agent.n + 6)), dtype=torch.float32
     )
     target = torch.tanh(agent.score_net(obs))  # in the box [-1, 1]
     moved = agent.diffusion.mean_move(obs[:, agent.n :], agent.score(obs))
-    # relaxation time = control interval: one move reaches the target
+    # the Euler step with relaxation time = control interval: one move reaches the target
     torch.testing.assert_close(moved, target, atol=1e-5, rtol=0)
+    # the exact step goes a fraction 1 - e^{-1} of the way
+    agent, env = relaxing(0.05, "exact")
+    a, target = obs[:, agent.n :], torch.tanh(agent.score_net(obs))
+    moved = agent.diffusion.mean_move(a, agent.score(obs))
+    torch.testing.assert_close(moved, target + (a - target) * math.exp(-1), atol=1e-5, rtol=0)
     # a score that sees the state alone: its target is a policy of x, whatever a_prev was
-    blind = TrainSettings.for_task(
-        "HalfCheetah-v5",
-        task_presets=False,
-        agent={"relaxation": 0.05, "boundary": "project", "score_sees_action": False},
-    )
-    agent = CQSMAgent(blind.agent, make_env(blind, explore=True))
+    agent, _ = relaxing(0.05, "euler", score_sees_action=False)
     other = obs.clone()
     other[:, agent.n :] = -obs[:, agent.n :]
     for seen in (obs, other):
@@ -280,6 +304,84 @@ def test_relaxation_score_moves_the_action_toward_a_target_in_the_box():
         CQSMSettings(relaxation=0.05, boundary="squash")
     with pytest.raises(SettingsError, match="relaxation must be a positive"):
         CQSMSettings(relaxation=0.0)
+
+
+def test_the_exact_relaxation_never_overshoots_and_is_the_same_at_every_interval():
+    target = np.linspace(-0.9, 0.9, 6)
+
+    def path(dt, step, seconds=0.2):
+        """The applied actions, every 0.05 s, of a relaxation time of 0.03 s toward target."""
+        agent, env = relaxing(0.03, step, control_interval=dt)
+        obs, _ = env.reset(seed=0)
+        unit = torch.as_tensor(np.arctanh(target), dtype=torch.float32)
+        agent.score_net = lambda seen, unit=unit: unit.expand(seen.shape[0], -1)
+        out = []
+        for k in range(round(seconds / dt)):
+            obs, *_ = env.step(agent.act(obs, explore=False))
+            if round((k + 1) * dt / 0.05, 6).is_integer():
+                out.append(obs[agent.n :].copy())
+        return np.array(out)
+
+    exact = {dt: path(dt, "exact") for dt in (0.01, 0.05, 0.1)}
+    times = np.arange(1, 5) * 0.05
+    expected = target * (1 - np.exp(-times / 0.03))[:, None]  # from a = 0, the box centre
+    np.testing.assert_allclose(exact[0.01], expected, atol=1e-5)
+    np.testing.assert_allclose(exact[0.05], expected, atol=1e-5)
+    np.testing.assert_allclose(exact[0.1], expected[1::2], atol=1e-5)
+    # the Euler step at 0.05 s > 0.03 s goes past the target (or to the face beyond it)
+    euler = path(0.05, "euler")
+    np.testing.assert_allclose(euler[0], np.clip(target * 0.05 / 0.03, -1, 1), atol=1e-5)
+    assert (np.abs(euler[0]) > np.abs(target)).all()
+    with pytest.raises(SettingsError, match="Unknown relaxation step"):
+        CQSMSettings(relaxation=0.05, relaxation_step="rk4")
+
+
+def test_warmup_draws_are_held_in_physical_time(tmp_path):
+    from cqsm.rl.rollout import Rollout
+    from cqsm.rl.train import Warmup, make_agent
+
+    def warmup_actions(algo, hold, dt=0.01, steps=60, **agent):
+        s = TrainSettings.for_task(
+            "HalfCheetah-v5",
+            algo=algo,
+            task_presets=False,
+            control_interval=dt,
+            warmup_hold=hold,
+            agent=agent or None,
+        )
+        env = make_env(s, explore=True)
+        agent = make_agent(s, env)
+        env.action_space.seed(0)
+        rollout, warmup, applied = Rollout(env, seed=0), Warmup(agent, env, s.warmup_hold_steps), []
+        for _ in range(steps):
+            move = rollout.step(lambda obs: warmup(obs, rollout.episode_step))
+            applied.append(move.info.get("applied_action", move.action))
+        return s, np.array(applied)
+
+    s, td3 = warmup_actions("td3", 0.05)
+    assert s.warmup_hold_steps == 5
+    blocks = td3.reshape(12, 5, 6)
+    assert (blocks == blocks[:, :1]).all() and len(np.unique(blocks[:, 0, 0])) == 12
+    # no hold: a fresh draw every step, the same first draws as a hold of one step
+    _, fresh = warmup_actions("td3", None, steps=12)
+    _, one = warmup_actions("td3", 0.01, steps=12)
+    np.testing.assert_array_equal(fresh, one)
+    assert len(np.unique(fresh[:, 0])) == 12
+    np.testing.assert_array_equal(fresh[0], td3[0])
+    # CQSM's 'action' warm-up applies the held draw; 'target' relaxes toward it (0.02 s)
+    agent = {"boundary": "project", "sigma_a": 0.0, "relaxation": 0.02}
+    _, jump = warmup_actions("cqsm", 0.05, warmup="action", **agent)
+    _, relax = warmup_actions("cqsm", 0.05, warmup="target", **agent)
+    jumps = jump.reshape(12, 5, 6)
+    assert (np.abs(jumps - jumps[:, :1]) < 1e-6).all()
+    np.testing.assert_allclose(
+        relax[:5], jump[0] * (1 - np.exp(-np.arange(1, 6) * 0.5))[:, None], atol=1e-5
+    )
+    assert TrainSettings(warmup_hold=0.001, env="HalfCheetah-v5").warmup_hold_steps == 1
+    with pytest.raises(SettingsError, match="warmup_hold must be a positive"):
+        TrainSettings(warmup_hold=0.0)
+    with pytest.raises(SettingsError, match="give a relaxation"):
+        CQSMSettings(warmup="target")
 
 
 def test_target_score_and_target_noise(tmp_path):

@@ -44,11 +44,13 @@ TD3_OPTIMISER = {"hidden": (400, 300), "critic_lr": 1e-3, "score_lr": 1e-3}
 
 BRIDGE = (
     FK
-    | {"boundary": "project", "relaxation": 0.05, "sigma_a": 0.45, "score_every": 2}
+    | {"boundary": "project", "relaxation": 0.05, "relaxation_step": "euler"}
+    | {"sigma_a": 0.45, "score_every": 2}
     | TD3_OPTIMISER
 )
-"""One move reaches the score's target (relaxation time = HalfCheetah's control interval), with
-TD3's exploration noise per step (0.45 sqrt(0.05) = 0.1), optimiser and delayed score updates."""
+"""One move reaches the score's target (relaxation time = HalfCheetah's control interval, and
+the Euler step), with TD3's exploration noise per step (0.45 sqrt(0.05) = 0.1), optimiser and
+delayed score updates."""
 
 TD3_LOOP = {"batch_size": 100, "learning_starts": 10_000}
 """TD3's batch and warm-up on HalfCheetah."""
@@ -63,7 +65,7 @@ WARMUP = {"warmup": "action"}
 """Actions uniform in the box during the warm-up, as TD3's."""
 
 _PROJECT = FK | {"boundary": "project"}
-_RELAX = _PROJECT | {"relaxation": 0.05}
+_RELAX = _PROJECT | {"relaxation": 0.05, "relaxation_step": "euler"}
 
 VARIANTS = tuple(
     dataclasses.replace(v, task_presets=False)

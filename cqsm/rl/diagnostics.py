@@ -331,14 +331,15 @@ def warmup_states_and_actions(settings, steps: int, seed: int = 0):
     """The states ``x_k`` and the actions ``a_k`` applied in them during ``steps`` steps of a
     run's uniformly random warm-up (``settings``: a :class:`cqsm.rl.train.TrainSettings`), as the
     training loop draws them."""
-    from cqsm.rl.train import make_agent, make_env, warmup_action
+    from cqsm.rl.train import Warmup, make_agent, make_env
 
     env = make_env(settings, explore=True)
     agent = make_agent(settings, env)
     env.action_space.seed(seed)
     rollout, xs, actions = Rollout(env, seed), [], []
+    warmup = Warmup(agent, env, settings.warmup_hold_steps)
     for _ in range(steps):
-        move = rollout.step(lambda obs: warmup_action(agent, env, obs))
+        move = rollout.step(lambda obs: warmup(obs, rollout.episode_step))
         xs.append(move.obs[: agent.n] if hasattr(agent, "n") else move.obs)
         actions.append(move.info.get("applied_action", move.action))
     return np.array(xs, dtype=np.float64), np.array(actions, dtype=np.float64)

@@ -22,6 +22,10 @@ run; resuming and loading a run apply the same :func:`migrate_settings` to its
    removed: a run at ``q_unit = 1`` reads the same without it. A run made with another value
    keeps its rows as data, but cannot be loaded or resumed (:class:`RemovedSetting`); its
    ``settings.json`` stays the record of how it was made.
+6. ``warmup_hold`` (seconds each warm-up draw is held) was added: absent, a fresh draw every
+   control step, as before. CQSM gained ``relaxation_step``, whose default is the exact
+   relaxation; a run with a relaxation score made before it took the Euler step (``"euler"``),
+   and a run without one reads the default, which it never uses.
 """
 
 from __future__ import annotations
@@ -43,6 +47,15 @@ NEW_FIELDS = {
     "updates_per_second": None,
     "eval_every_seconds": None,
     "checkpoint_every_seconds": None,
+    "warmup_hold": None,
+}
+
+# Agent settings added since runs were saved, with the value that reads an older run as it was
+# made (a function of its saved agent settings).
+NEW_AGENT_FIELDS = {
+    "cqsm": {
+        "relaxation_step": lambda agent: "exact" if agent.get("relaxation") is None else "euler"
+    },
 }
 
 
@@ -101,6 +114,11 @@ def migrate_settings(saved: dict, keep_removed: bool = False) -> dict:
         new["control_interval"] = native.dt * (1 if repeat is None else int(repeat))
     for name, value in NEW_FIELDS.items():
         new.setdefault(name, value)
+    agent = new.get("agent")
+    if agent is not None:
+        for name, value in NEW_AGENT_FIELDS.get(new["algo"], {}).items():
+            if name not in agent:
+                new["agent"] = agent = dict(agent) | {name: value(agent)}
     if "interval" not in new:
         interval = resolve_interval(new["env"], new["control_interval"])
         new["interval"] = interval.record(new.get("total_steps"))

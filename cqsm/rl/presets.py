@@ -12,7 +12,8 @@ from __future__ import annotations
 __all__ = ["TASKS", "LOCOMOTION"]
 
 # CQSM's locomotion recipe (chapter 8): the Feynman-Kac score update of a relaxation score whose
-# time is one control interval (so one move can reach any action), TD3's optimiser, target score
+# time is one control interval and whose move is the Euler step (so one move can reach any
+# action), TD3's optimiser, target score
 # and target noise, a score of the state alone, next to no price on speed, and a warm-up that
 # draws actions uniformly in the box. Per task: the relaxation time (the control interval) and
 # sigma_a, set so that the exploration noise per step is 0.1 (sigma_a sqrt(dt)). HalfCheetah's.
@@ -28,6 +29,7 @@ LOCOMOTION = {
     "target_noise": 0.2,
     "score_sees_action": False,
     "warmup": "action",
+    "relaxation_step": "euler",
 }
 
 TASKS: dict[str, dict[str, dict]] = {

@@ -49,6 +49,8 @@ class Rollout:
 
     def __init__(self, env, seed: int | None = None):
         self.env, self.obs, self._seed = env, None, seed
+        self.episode_step = 0
+        """Control steps taken in the episode under way (0 at its first step)."""
 
     @property
     def between_episodes(self) -> bool:
@@ -59,9 +61,10 @@ class Rollout:
         """Reset if between episodes, act with ``policy(obs)`` and step the env once."""
         if self.obs is None:
             self.obs, _ = self.env.reset(seed=self._seed)
-            self._seed = None
+            self._seed, self.episode_step = None, 0
         obs = self.obs
         action = policy(obs)
+        self.episode_step += 1
         next_obs, reward, terminated, truncated, info = self.env.step(action)
         self.obs = None if terminated or truncated else next_obs
         return Transition(obs, action, reward, next_obs, terminated, truncated, info)

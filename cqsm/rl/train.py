@@ -47,6 +47,7 @@ __all__ = [
     "make_env",
     "make_agent",
     "updates_due",
+    "Warmup",
 ]
 
 
@@ -102,6 +103,10 @@ class TrainSettings:
     5000; or give learning_starts_seconds)"""
     learning_starts_seconds: float | None = None
     """the warm-up in simulated seconds instead"""
+    warmup_hold: float | None = None
+    """seconds each uniformly random warm-up draw is held, at least one control step (a fresh
+    draw at the start of each episode and every this many seconds of it); None: a fresh draw
+    every control step"""
     updates_per_second: float | None = None
     """agent updates per simulated second once learning starts, spread evenly over the control
     steps (a fraction of one per step allowed); None: one update per control step"""
@@ -153,8 +158,7 @@ class TrainSettings:
         if self.control_interval is not None:
             check_positive(self, "control_interval")
         self.control_interval = self.interval.dt
-        if self.updates_per_second is not None:
-            check_positive(self, "updates_per_second")
+        check_positive(self, "updates_per_second", "warmup_hold", optional=True)
         for steps, (seconds, default) in BUDGETS.items():
             in_seconds = getattr(self, seconds)
             if in_seconds is not None:
@@ -201,6 +205,13 @@ class TrainSettings:
     def interval(self) -> envs.Interval:
         """How the control interval is realised on the env (frame skip or action repeat)."""
         return envs.resolve_interval(self.env, self.control_interval)
+
+    @property
+    def warmup_hold_steps(self) -> int:
+        """Control steps each warm-up draw is held: ``warmup_hold`` in whole control steps."""
+        if self.warmup_hold is None:
+            return 1
+        return max(1, round(self.warmup_hold / self.control_interval))
 
     @property
     def sim_seconds(self) -> float:
@@ -336,11 +347,20 @@ def make_env(settings: TrainSettings, explore: bool, render_mode: str | None = N
     return agent_class(settings.algo).wrap(env, settings.agent, explore)
 
 
-def warmup_action(agent, env, obs):
-    """The uniformly random action of the warm-up: a draw of the env's action space, which an
-    agent with a ``warmup_action`` (CQSM) turns into its own warm-up action."""
-    draw = env.action_space.sample()
-    return agent.warmup_action(obs, draw) if hasattr(agent, "warmup_action") else draw
+class Warmup:
+    """The uniformly random warm-up: a draw of the env's action space, held for ``hold``
+    control steps (a fresh draw at the start of each episode and every ``hold`` steps of it),
+    which an agent with a ``warmup_action`` (CQSM) turns into its own warm-up action."""
+
+    def __init__(self, agent, env, hold: int = 1):
+        self.agent, self.env, self.hold, self.draw = agent, env, hold, None
+
+    def __call__(self, obs, episode_step: int):
+        """The warm-up action at the ``episode_step``-th control step of an episode."""
+        if episode_step % self.hold == 0 or self.draw is None:
+            self.draw = self.env.action_space.sample()
+        own = getattr(self.agent, "warmup_action", None)
+        return own(obs, self.draw) if own is not None else self.draw
 
 
 def make_agent(settings: TrainSettings, env):
@@ -481,9 +501,11 @@ def train(settings: TrainSettings, on_eval=None) -> TrainResult:
     episode_return, checkpoint_due = 0.0, False
     interval_start, interval_steps, clock = time.perf_counter(), 0, time.perf_counter()
 
+    warmup = Warmup(agent, env, s.warmup_hold_steps)
+
     def policy(obs):
         if step < s.learning_starts:
-            return warmup_action(agent, env, obs)
+            return warmup(obs, rollout.episode_step)
         return agent.act(obs, explore=True)
 
     def save():

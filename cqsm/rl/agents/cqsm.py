@@ -2,8 +2,10 @@
 
 The action is a diffusion ``da = Psi dt + sigma_a dB``, run by
 :class:`~cqsm.rl.envs.ActionDiffusionWrapper`; the policy is its drift, the score
-``Psi_theta(x, a_prev)``: ``rate_scale * tanh(.)``, or (``relaxation`` set) the relaxation
-``(g_theta - a) / relaxation`` toward a target action ``g_theta`` in the box. Each update:
+``Psi_theta(x, a_prev)``: ``rate_scale * tanh(.)``, or (``relaxation`` set) the relaxation of
+the action toward a target action ``g_theta`` in the box, ``da = (g_theta - a) / relaxation dt``,
+integrated exactly over the interval (``a <- g + (a - g) e^{-dt/relaxation}``) or by its Euler
+step. Each update:
 
 1. **Critic**, the discretised martingale condition (:meth:`CQSMAgent.td_target`): twin
    ``Q_phi(x_k, a_k)`` regress on ``r_k dt + e^{-beta dt}(-(lam/2)|Psi'|^2 dt +
@@ -15,9 +17,10 @@ The action is a diffusion ``da = Psi dt + sigma_a dB``, run by
    twin, maximise ``Q_phi(x, a_hat) - (lam/2)|Psi|^2 dt`` through ``Psi_theta``; both have
    the fixed point ``Psi = grad_a Q / lam`` and follow the first critic, as TD3's actor does.
 
-The warm-up draws the score uniformly (``warmup="score"``) or the action, uniformly in the box
-(``"action"``, as the baselines' warm-up). Rewards are rates, and every setting is in physical
-units: a different control interval leaves them unchanged.
+The warm-up draws the score uniformly (``warmup="score"``), the action uniformly in the box
+(``"action"``, as the baselines' warm-up), or a target in the box toward which the action relaxes
+(``"target"``); the training loop holds each draw for ``warmup_hold`` seconds. Rewards are
+rates, and every setting is in physical units: a different control interval leaves them unchanged.
 """
 
 from __future__ import annotations
@@ -45,10 +48,19 @@ from cqsm.rl.envs import ActionDiffusionWrapper, EnvError, check_box_actions, in
 from cqsm.rl.envs.action_diffusion import default_rate_scale
 from cqsm.settings import SettingsError, check_choice, check_positive, check_widths
 
-__all__ = ["CQSMSettings", "CQSMAgent", "ACTOR_FORMS", "WARMUPS", "rate_scale", "env_rate"]
+__all__ = [
+    "CQSMSettings",
+    "CQSMAgent",
+    "ACTOR_FORMS",
+    "WARMUPS",
+    "RELAXATION_STEPS",
+    "rate_scale",
+    "env_rate",
+]
 
 ACTOR_FORMS = ("score_matching", "feynman_kac")
-WARMUPS = ("score", "action")
+WARMUPS = ("score", "action", "target")
+RELAXATION_STEPS = ("exact", "euler")
 
 
 @dataclass
@@ -79,13 +91,18 @@ class CQSMSettings:
     """update the score once every this many critic updates"""
     relaxation: float | None = None
     """None: the score is rate_scale * tanh(.); a time in seconds: the score relaxes the
-    action toward a target g_theta in the box, Psi = (g_theta - a) / relaxation"""
+    action toward a target g_theta in the box at the rate (g_theta - a) / relaxation"""
+    relaxation_step: str = "exact"
+    """a relaxation score's move over one interval: 'exact', a <- g + (a - g) e^{-dt/relaxation}
+    (Psi = (g - a)(1 - e^{-dt/relaxation}) / dt; never past g), or 'euler', a + (g - a)
+    dt/relaxation (Psi = (g - a) / relaxation; past g once dt > relaxation)"""
     score_sees_action: bool = True
     """the score's input: (x, a_prev) (True), or x alone (False: with a relaxation score, the
     target g_theta(x) is then a policy of the state alone, as TD3's actor)"""
     warmup: str = "score"
     """the uniformly random warm-up: 'score' draws the score in +-rate_scale; 'action' moves
-    the action to a uniform point of the env's box in one step, as the baselines' warm-up"""
+    the action to a uniform point of the env's box in one step, as the baselines' warm-up;
+    'target' relaxes the action toward a uniform point of the box (needs a relaxation)"""
     target_score: bool = False
     """move the TD target's next action by a Polyak-averaged score (TD3's target actor)"""
     target_noise: float = 0.0
@@ -99,10 +116,16 @@ class CQSMSettings:
         check_positive(self, "target_noise", zero=True)
         check_choice(self, "actor", ACTOR_FORMS, "actor form")
         check_choice(self, "warmup", WARMUPS, "warm-up")
-        if self.boundary == "squash" and (self.warmup == "action" or self.relaxation):
+        check_choice(self, "relaxation_step", RELAXATION_STEPS, "relaxation step")
+        if self.boundary == "squash" and (self.warmup != "score" or self.relaxation):
             raise SettingsError(
-                "The 'action' warm-up and a relaxation score put the action at a point of the "
-                "env's box; they need boundary 'reflect' or 'project', not 'squash'."
+                f"The {self.warmup!r} warm-up and a relaxation score put the action at a point "
+                "of the env's box; they need boundary 'reflect' or 'project', not 'squash'."
+            )
+        if self.warmup == "target" and self.relaxation is None:
+            raise SettingsError(
+                "The 'target' warm-up relaxes the action toward its draw: give a relaxation "
+                "time in seconds, or choose warmup 'action' or 'score'."
             )
         check_widths(self, "hidden")
 
@@ -156,11 +179,16 @@ class CQSMAgent(Saved):
                 f"The env lets the action move {env.rate_scale:g} per second; these settings "
                 f"need at least {needed:g}. Use CQSMAgent.wrap."
             )
-        in_box = s.relaxation is not None or s.warmup == "action"  # targets in the env's box
+        in_box = s.relaxation is not None or s.warmup != "score"  # targets in the env's box
         self.box = ActionBox(space, "A relaxation score or warm-up") if in_box else None
         # the default discount is 0.99 per *native* step: a rate per second, whatever the interval
         self.beta = s.beta if s.beta is not None else -math.log(0.99) / env.native_dt
         self.discount = math.exp(-self.beta * self.dt)
+        # the time a relaxation score divides its distance to the target by: the relaxation
+        # time for the Euler step, dt / (1 - e^{-dt/relaxation}) (longer) for the exact one
+        self.relax_time = s.relaxation
+        if s.relaxation is not None and s.relaxation_step == "exact":
+            self.relax_time = -self.dt / math.expm1(-self.dt / s.relaxation)
 
         d = self.diffusion.d
         self.score_net = deep_mlp(self.n + d if s.score_sees_action else self.n, s.hidden, d)
@@ -178,17 +206,19 @@ class CQSMAgent(Saved):
         out = torch.tanh((net or self.score_net)(seen))
         if self.settings.relaxation is None:
             return self.rate_scale * out
-        psi = (self.box.to_env(out) - obs[:, self.n :]) / self.settings.relaxation
+        psi = (self.box.to_env(out) - obs[:, self.n :]) / self.relax_time
         return psi.clamp(-self.rate_scale, self.rate_scale)
 
     def warmup_action(self, obs: np.ndarray, draw: np.ndarray) -> np.ndarray:
         """The warm-up's score from ``draw``, uniform in the env's score box: the draw itself
         ('score'), or the score that moves the action to the matching point of the env's box
-        ('action'; the same random numbers either way)."""
+        in one step ('action') or relaxes it toward that point ('target'); the same random
+        numbers in every case."""
         if self.settings.warmup == "score":
             return draw
         unit = torch.as_tensor(draw / self.warmup_reach, dtype=torch.float32)  # in [-1, 1]
-        psi = (self.box.to_env(unit).numpy() - obs[self.n :]) / self.dt
+        lag = self.dt if self.settings.warmup == "action" else self.relax_time
+        psi = (self.box.to_env(unit).numpy() - obs[self.n :]) / lag
         return np.clip(psi, -self.warmup_reach, self.warmup_reach).astype(draw.dtype)
 
     @torch.no_grad()
