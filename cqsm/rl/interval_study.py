@@ -1,0 +1,261 @@
+"""The control-interval study (chapter "What continuous time buys"): its grid, runs and tables.
+
+    runs = per_step_runs(seeds=(0, 1, 2), out=...)    # TD3 and SAC as practitioners run them
+    arms = screen("HalfCheetah-v5")                   # CQSM's candidate settings, physical units
+    cells = grid_returns(rows, native_rows)           # one row per run: its return at the budget
+    interval_table(cells)                             # per task, method and interval
+
+**The grid.** :data:`GRID` holds each task's control intervals, its own among them. Off the native
+interval a run's budget is fixed in simulated seconds, :data:`BUDGET_STEPS` native steps' worth
+(2,500 s on HalfCheetah-v5, 400 s on Hopper-v5), with one agent update per native step's worth
+of simulated time at every interval, so that every cell costs about the same compute; it is
+evaluated every :data:`EVAL_STEPS` native steps' worth. At the native interval the cells are the
+100k-step runs of chapter 7, read at the same budget (their evaluation at 50k steps).
+
+**Per-step baselines** (:func:`per_step_runs`) keep every per-step constant of their defaults and
+presets (the discount 0.99 per step, the exploration noise per step, the warm-up in steps).
+
+**CQSM's candidates** (:func:`physical`, :func:`screen`) are set in physical units from the
+env's own interval ``T`` alone, a property of the task that does not change with the control
+interval: the relaxation time ``k T``, integrated exactly, a noise of 0.1 per ``sqrt(T)``
+(``sigma_a sqrt(T) = 0.1``), the discount rate ``-ln(0.99) / T``, a price on the lag between
+the score's target and the action, ``lam = c tau^2`` (the running penalty is then
+``(c/2)|g - a|^2`` per second at any interval), a warm-up of whole time limits in seconds, and
+each warm-up draw held for ``T``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from cqsm.rl.compare import bootstrap_ci, label
+from cqsm.rl.envs import resolve_interval
+from cqsm.rl.presets import LOCOMOTION
+from cqsm.rl.study import Variant
+from cqsm.rl.train import TrainSettings
+
+__all__ = [
+    "GRID",
+    "BUDGET_STEPS",
+    "EVAL_STEPS",
+    "native_dt",
+    "budget_seconds",
+    "grid_settings",
+    "per_step_runs",
+    "physical",
+    "screen",
+    "grid_returns",
+    "interval_table",
+]
+
+GRID = {
+    "HalfCheetah-v5": (0.01, 0.02, 0.05, 0.1),
+    "Hopper-v5": (0.002, 0.004, 0.008, 0.016),
+}
+"""The control intervals of each task, seconds (frame skip 1, 2, 5, 10 and 1, 2, 4, 8)."""
+
+BUDGET_STEPS = 50_000
+"""The budget off the native interval, in native steps' worth of simulated time."""
+
+EVAL_STEPS = 5_000
+"""Evaluations every this many native steps' worth of simulated time."""
+
+_CHECKPOINT_STEPS = 10_000
+
+
+def native_dt(env: str) -> float:
+    """The env's own control interval, seconds."""
+    return resolve_interval(env).dt
+
+
+def budget_seconds(env: str) -> float:
+    """The grid's budget on ``env`` in simulated seconds."""
+    return BUDGET_STEPS * native_dt(env)
+
+
+def grid_settings(
+    env: str, algo: str, dt: float, seed: int, out: str, agent: dict | None = None, **loop
+) -> TrainSettings:
+    """One cell's run off the native interval: the budget in simulated seconds and one update per
+    native step's worth of it, on the task's presets with ``agent`` and ``loop`` on top."""
+    native = native_dt(env)
+    return TrainSettings.for_task(
+        env,
+        algo=algo,
+        agent=agent,
+        seed=seed,
+        control_interval=dt,
+        total_seconds=budget_seconds(env),
+        updates_per_second=1 / native,
+        eval_every_seconds=EVAL_STEPS * native,
+        checkpoint_every_seconds=_CHECKPOINT_STEPS * native,
+        out=out,
+        **loop,
+    )
+
+
+def per_step_runs(seeds=(0, 1, 2), out: str = "per-step", algos=("td3", "sac")) -> list:
+    """TD3's and SAC's cells off the native interval, as practitioners run them: seeds in
+    rounds (a grid cut short stays balanced), the extreme intervals of each task first."""
+    runs = []
+    for seed in seeds:
+        for env, intervals in GRID.items():
+            native = native_dt(env)
+            off = [dt for dt in intervals if not math.isclose(dt, native)]
+            extremes_first = [off[0], off[-1], *off[1:-1]]
+            for dt in extremes_first:
+                runs += [grid_settings(env, algo, dt, seed, out) for algo in algos]
+    return runs
+
+
+def physical(
+    env: str,
+    lag_price: float = 0.0,
+    relaxation_intervals: float = 1.0,
+    warmup_limits: float = 10.0,
+    **agent,
+) -> tuple[dict, dict]:
+    """CQSM's agent and loop settings on ``env`` in physical units, from its own interval
+    ``T``: relaxation time ``relaxation_intervals * T`` integrated exactly, ``sigma_a sqrt(T) =
+    0.1``, ``lam = lag_price * relaxation^2`` (1e-6 at ``lag_price = 0``), the warm-up
+    ``warmup_limits`` time limits long with each draw held for ``T``; chapter 8's recipe for
+    the rest (:data:`cqsm.rl.presets.LOCOMOTION`), and ``agent`` on top."""
+    native = resolve_interval(env)
+    tau = relaxation_intervals * native.dt
+    settings = LOCOMOTION | {
+        "relaxation": tau,
+        "relaxation_step": "exact",
+        "sigma_a": 0.1 / math.sqrt(native.dt),
+        "lam": float(f"{lag_price * tau**2:.6g}") if lag_price > 0 else 1e-6,
+    }
+    loop = {
+        "batch_size": 100,
+        "learning_starts_seconds": warmup_limits * native.episode_steps * native.dt,
+        "warmup_hold": native.dt,
+    }
+    return settings | agent, loop
+
+
+_SCREEN = (
+    ("exact", {}, "chapter 8's recipe with the exact relaxation (lam = 1e-6)"),
+    ("lag0.1", {"lag_price": 0.1}, "exact + a price of 0.1 per unit of lag squared"),
+    ("lag1", {"lag_price": 1.0}, "exact + a price of 1 per unit of lag squared"),
+    (
+        "lag0.1-slow",
+        {"lag_price": 0.1, "relaxation_intervals": 2.5},
+        "lag0.1 with a relaxation time of 2.5 native intervals (longer than every interval)",
+    ),
+    (
+        "lag0.1-sm",
+        {"lag_price": 0.1, "actor": "score_matching"},
+        "lag0.1 with Q-score matching instead of the Feynman-Kac update",
+    ),
+    (
+        "lag0.1-short",
+        {"lag_price": 0.1, "warmup_limits": 2.0},
+        "lag0.1 with a warm-up of two time limits",
+    ),
+)
+
+
+def screen(env: str) -> tuple[Variant, ...]:
+    """The capped screen of CQSM's candidates on ``env`` at its own interval (one seed each),
+    on the library's defaults (``task_presets=False``)."""
+    arms = []
+    for name, knobs, note in _SCREEN:
+        agent, loop = physical(env, **knobs)
+        arms.append(Variant(name, agent, loop, note=note, task_presets=False))
+    return tuple(arms)
+
+
+def grid_returns(rows: pd.DataFrame, native_rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per run of the grid: its evaluation at the budget (``return``) and at 10k and 20k
+    native steps' worth of simulated time (``return_10k``, ``return_20k``).
+
+    ``rows`` are the runs off the native interval (their last evaluation is at the budget);
+    ``native_rows`` the longer runs at the native interval, read at the budget. A run that has
+    not reached the budget is left out. ``method`` is the algorithm's display name, or the
+    ``variant`` column where there is one.
+    """
+    frames = [rows] + ([native_rows] if native_rows is not None and len(native_rows) else [])
+    rows = pd.concat(frames, ignore_index=True)
+    out = []
+    for (algo, env, seed, dt), run in rows.groupby(
+        ["algo", "env", "seed", _interval(rows)], sort=False
+    ):
+        native = native_dt(env)
+        budget = budget_seconds(env)
+
+        def at(seconds, run=run):
+            hit = run.loc[np.isclose(run["sim_time"], seconds), "eval_return"]
+            return float(hit.iloc[0]) if len(hit) else np.nan
+
+        final = at(budget)
+        if np.isnan(final):
+            continue
+        method = run["variant"].iloc[0] if "variant" in run else label(algo)
+        out.append(
+            {
+                "env": env,
+                "method": method,
+                "algo": algo,
+                "dt": dt,
+                "native": bool(np.isclose(dt, native)),
+                "seed": int(seed),
+                "return": final,
+                "return_10k": at(10_000 * native),
+                "return_20k": at(20_000 * native),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def _interval(rows: pd.DataFrame) -> pd.Series:
+    """Each row's control interval, seconds: ``sim_time / step``, rounded to the microsecond."""
+    return (rows["sim_time"] / rows["step"]).round(6).rename("dt")
+
+
+def interval_table(cells: pd.DataFrame, y: str = "return", level: float = 0.95) -> pd.DataFrame:
+    """Per task, method and interval: seeds, mean and standard deviation of ``y`` across seeds,
+    the bootstrap interval of the mean, and the ratio of the mean to the same method's mean at
+    the native interval with a bootstrap interval of that ratio (seeds resampled in both cells;
+    NaN where the method has no native cell)."""
+    out = []
+    for (env, method), group in cells.groupby(["env", "method"], sort=False):
+        native = group.loc[group["native"], y].to_numpy()
+        for dt, cell in group.groupby("dt"):
+            values = cell[y].to_numpy()
+            low, high = bootstrap_ci(values, level)
+            ratio, r_low, r_high = _ratio(values, native, level)
+            out.append(
+                {
+                    "env": env,
+                    "method": method,
+                    "dt": dt,
+                    "seeds": values.size,
+                    "mean": values.mean(),
+                    "std": values.std(ddof=1) if values.size > 1 else np.nan,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "ratio": ratio,
+                    "ratio_low": r_low,
+                    "ratio_high": r_high,
+                }
+            )
+    return pd.DataFrame(out).sort_values(["env", "method", "dt"], ignore_index=True)
+
+
+def _ratio(values, native, level, n_resamples: int = 10_000, seed: int = 0):
+    """The ratio of the means of ``values`` and ``native``, and its percentile bootstrap
+    interval (each sample resampled on its own)."""
+    if native.size == 0 or native.mean() == 0:
+        return np.nan, np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    top = values[rng.integers(0, values.size, (n_resamples, values.size))].mean(1)
+    bottom = native[rng.integers(0, native.size, (n_resamples, native.size))].mean(1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(top / bottom, [tail, 1 - tail])
+    return values.mean() / native.mean(), float(low), float(high)
