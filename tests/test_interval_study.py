@@ -1,0 +1,117 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cqsm.rl import results
+from cqsm.rl.interval_study import (
+    GRID,
+    budget_seconds,
+    grid_returns,
+    grid_settings,
+    interval_table,
+    native_dt,
+    per_step_runs,
+    physical,
+    screen,
+)
+from cqsm.rl.migrate import migrate_settings
+
+COMMITTED = "paper_figures/results/control_interval/per-step"
+
+
+def test_the_committed_grid_runs_are_the_librarys_cells():
+    root = results.repository_root()
+    checked = 0
+    for settings in per_step_runs(out=str(root / COMMITTED)):
+        saved = settings.run_dir / "settings.json"
+        if not saved.exists():
+            continue
+        free = {"out", "sources", "resume", "progress"}
+        changed = results.changed_settings(
+            migrate_settings(results.read_json(saved)), settings, free
+        )
+        assert not changed, (settings.run_dir, changed)
+        checked += 1
+    assert checked >= 20
+
+
+def test_the_grid_budget_is_fixed_in_simulated_seconds():
+    assert budget_seconds("HalfCheetah-v5") == pytest.approx(2500.0)
+    assert budget_seconds("Hopper-v5") == pytest.approx(400.0)
+    for env, intervals in GRID.items():
+        assert any(math.isclose(dt, native_dt(env)) for dt in intervals)
+        for dt in intervals:
+            s = grid_settings(env, "td3", dt, 0, "runs")
+            assert s.sim_seconds == pytest.approx(budget_seconds(env))
+            updates = s.total_steps * s.updates_per_second * dt
+            assert updates == pytest.approx(50_000)  # one per native step, at every interval
+    runs = per_step_runs(seeds=(0,))
+    assert len(runs) == 12 and {r.algo for r in runs} == {"td3", "sac"}
+    assert [r.control_interval for r in runs[:4]] == [0.01, 0.01, 0.1, 0.1]  # extremes first
+
+
+def test_physical_settings_come_from_the_native_interval_alone():
+    for env in GRID:
+        T = native_dt(env)
+        agent, loop = physical(env, lag_price=0.1, relaxation_intervals=2.5)
+        assert agent["relaxation"] == pytest.approx(2.5 * T)
+        assert agent["relaxation_step"] == "exact"
+        assert agent["sigma_a"] * math.sqrt(T) == pytest.approx(0.1)
+        assert agent["lam"] == pytest.approx(0.1 * (2.5 * T) ** 2)
+        assert loop["warmup_hold"] == T
+        assert loop["learning_starts_seconds"] == pytest.approx(10 * 1000 * T)  # time limits
+        # the same settings in seconds at every interval: only the step counts follow dt
+        cells = [grid_settings(env, "cqsm", dt, 0, "runs", agent, **loop) for dt in GRID[env]]
+        assert all(c.agent == cells[0].agent for c in cells)
+        for c in cells:
+            assert c.learning_starts * c.control_interval == pytest.approx(10_000 * T)
+            assert c.warmup_hold_steps == max(1, round(T / c.control_interval))
+    assert physical("Hopper-v5")[0]["lam"] == 1e-6  # no price: chapter 8's recipe's lam
+    names = [v.name for v in screen("HalfCheetah-v5")]
+    assert len(names) == len(set(names)) == 6 and names[0] == "exact"
+    assert [v.name for v in screen("Hopper-v5")] == names
+
+
+def _rows(algo, env, dt, seed, returns):
+    """Evaluation rows every EVAL_STEPS native steps' worth of simulated time."""
+    T = native_dt(env)
+    times = np.arange(1, len(returns) + 1) * 5_000 * T
+    return pd.DataFrame(
+        {
+            "algo": algo,
+            "env": env,
+            "seed": seed,
+            "step": np.round(times / dt).astype(int),
+            "sim_time": times,
+            "eval_return": returns,
+        }
+    )
+
+
+def test_returns_at_the_budget_and_their_ratio_to_the_native_interval():
+    env = "Hopper-v5"
+    native = {0: 1000.0, 1: 1200.0, 2: 800.0}  # at 50k steps; their runs go on to 100k
+    fine = {0: 500.0, 1: 700.0, 2: 600.0}
+    native_rows = pd.concat(
+        [
+            _rows("td3", env, 0.008, s, [0, 10, 0, 20, 0, 0, 0, 0, 0, r] + [9999] * 10)
+            for s, r in native.items()
+        ]
+    )
+    off = [_rows("td3", env, 0.002, s, [1, 2, 3, 4, 5, 6, 7, 8, 9, r]) for s, r in fine.items()]
+    short = _rows("td3", env, 0.016, 0, [1, 2, 3])  # a run short of the budget is left out
+    cells = grid_returns(pd.concat([*off, short]), native_rows)
+    assert len(cells) == 6 and set(cells["dt"]) == {0.002, 0.008}
+    assert cells.loc[cells["native"], "return"].tolist() == [1000.0, 1200.0, 800.0]
+    assert cells.loc[cells["native"], "return_10k"].tolist() == [10.0] * 3
+    assert cells.loc[cells["native"], "return_20k"].tolist() == [20.0] * 3
+    assert (cells["method"] == "TD3").all()
+    table = interval_table(cells).set_index("dt")
+    assert table.loc[0.008, "ratio"] == pytest.approx(1.0)
+    assert table.loc[0.002, "ratio"] == pytest.approx(600.0 / 1000.0)
+    assert table.loc[0.002, "std"] == pytest.approx(100.0)
+    assert table.loc[0.002, "ratio_low"] < 0.6 < table.loc[0.002, "ratio_high"]
+    assert table.loc[0.002, "ratio_high"] < 0.9  # bounded by the seeds' extremes
+    assert table.loc[0.002, "ratio_low"] > 500 / 1200 - 1e-9
