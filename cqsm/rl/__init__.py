@@ -15,6 +15,7 @@ never imports the book pipeline (:mod:`cqsm.pipeline`).
 - :mod:`cqsm.rl.presets`, :mod:`cqsm.rl.sweep`, :mod:`cqsm.rl.study`, :mod:`cqsm.rl.arms`:
   per-task settings, resumable sweeps, ablation studies and chapter 8's arms;
 - :mod:`cqsm.rl.compare`, :mod:`cqsm.rl.bench`, :mod:`cqsm.rl.diagnostics`,
-  :mod:`cqsm.rl.riccati`: returns tables, throughput, what a trained agent does, and the deep
-  agent against the Riccati solution.
+  :mod:`cqsm.rl.smoothness`, :mod:`cqsm.rl.riccati`: returns tables, throughput, what a trained
+  agent does, how smooth its actions are (rate and time at the box's faces), and the deep agent
+  against the Riccati solution.
 """

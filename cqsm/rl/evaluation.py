@@ -30,6 +30,7 @@ def evaluate(
     actions: list | None = None,
     step: int = 0,
     native: bool = True,
+    episode_actions: list | None = None,
 ) -> np.ndarray:
     """Returns of ``n_episodes`` episodes without exploration noise, from fixed start seeds.
 
@@ -44,13 +45,15 @@ def evaluate(
     With ``frames`` a list, each step of the first episode appends ``(frame, obs)`` to it, where
     ``frame`` is ``env.render()`` (``None`` unless the env renders) and ``obs`` the observation.
     With ``actions`` a list, each step of the first episode appends the action the environment
-    applied (for CQSM the action process's value, not the score).
+    applied (for CQSM the action process's value, not the score). With ``episode_actions`` a
+    list, every episode appends to it the list of the actions it applied.
     """
     returns = np.zeros(n_episodes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(eval_seed(seed, step))
         for i in range(n_episodes):
             shown = frames if i == 0 else None  # the first episode's frames and actions
+            applied = []
 
             def act(obs, shown=shown):
                 if shown is not None:
@@ -58,9 +61,12 @@ def evaluate(
                 return agent.act(obs, explore=False)
 
             for move in episode(env, act, seed=EVAL_SEED_BASE + 1000 * seed + i):
-                if actions is not None and i == 0:
-                    actions.append(move.info.get("applied_action", move.action))
+                applied.append(move.info.get("applied_action", move.action))
                 returns[i] += move.reward
+            if actions is not None and i == 0:
+                actions.extend(applied)
+            if episode_actions is not None:
+                episode_actions.append(applied)
     return returns * interval_of(env).reward_scale if native else returns
 
 

@@ -1,0 +1,227 @@
+"""How smooth a trained policy's actions are: what a control interval's action means for an
+actuator.
+
+    action_smoothness(actions, dt, low, high)   # one episode's applied actions (T, d)
+    run_smoothness("paper_figures/results/control_interval/per-step/td3-Hopper-v5-dt0.002-s0")
+    write_smoothness("paper_figures/results/control_interval/smoothness.csv", run_dirs)
+
+Two numbers per evaluation episode, for any algorithm (the applied actions of
+:func:`cqsm.rl.evaluation.evaluate`; for CQSM the action process's value):
+
+- the **mean squared action rate** ``mean_k |a_k - a_{k-1}|^2 / dt^2`` (Euclidean norm over the
+  action's coordinates; action units squared per second squared) and its square root, the RMS
+  rate (action units per second). The mean is over the ``T - 1`` differences of the episode's
+  ``T`` actions: the first action is its own predecessor (``a_{-1} = a_0``) and that step is not
+  counted, so every algorithm is measured alike whatever it starts from (CQSM's action process
+  starts at its own initial action, TD3's and SAC's at none). A sine ``sin(w t)`` sampled every
+  ``dt`` over whole periods gives exactly ``2 sin^2(w dt / 2) / dt^2``, which tends to
+  ``w^2 / 2``;
+- the **fraction of steps at a face of the box**: steps at which any coordinate lies within
+  ``face_tol`` (0.1%) of the box's width of its bound (or beyond it), and the same per coordinate.
+
+:func:`cqsm.rl.diagnostics.action_statistics` is the older per-coordinate summary of chapter 8
+(RMS over coordinates, 1% faces, bandwidth); this module's numbers are per step, over the whole
+action vector. Everything is measured on the episodes of the evaluation protocol: the start
+seeds and torch seed of the run's final evaluation (:func:`cqsm.rl.evaluation.eval_seed` at the
+saved policy's step), so episode 0's return is that of the first episode behind the last row of
+the run's ``results.csv``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cqsm.atomic import atomic_write
+from cqsm.rl import results
+from cqsm.rl.envs import interval_of
+from cqsm.rl.evaluation import EVAL_SEED_BASE, evaluate
+
+__all__ = ["FACE_TOL", "COLUMNS", "action_smoothness", "run_smoothness", "write_smoothness"]
+
+FACE_TOL = 1e-3
+"""A coordinate is at a face when within this fraction of the box's width of its bound."""
+
+# The columns of the smoothness table, in this order.
+COLUMNS = (
+    "algo",
+    "env",
+    "seed",
+    "dt",
+    "native_dt",
+    "episode",
+    "steps",
+    "mean_sq_rate",
+    "rms_rate",
+    "at_face",
+    "at_face_coord_mean",
+    "at_face_per_coord",
+    "eval_return",
+    "policy_step",
+    "start_seed",
+    "run",
+)
+
+
+def action_smoothness(actions, dt: float, low, high, face_tol: float = FACE_TOL) -> dict:
+    """The rate and face statistics of one episode's applied actions ``(T, d)`` at interval
+    ``dt`` seconds in the box ``[low, high]`` (each of shape ``(d,)``).
+
+    Returns ``steps`` (T), ``mean_sq_rate`` (mean over the T - 1 differences of
+    ``|a_k - a_{k-1}|^2 / dt^2``; NaN for a one-step episode), ``rms_rate`` (its square root),
+    ``at_face`` (fraction of the T steps with any coordinate within ``face_tol`` of the box width
+    of a bound), ``at_face_per_coord`` (that fraction for each coordinate, shape ``(d,)``) and
+    ``at_face_coord_mean`` (their mean: the fraction of coordinate-steps at a face).
+    """
+    a = np.asarray(actions, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(
+            f"actions must be an array of shape (steps, action dims) with at least one of each; "
+            f"got shape {a.shape} (one coordinate: reshape to (-1, 1))."
+        )
+    if not np.isfinite(a).all():
+        raise ValueError("actions must be finite; they hold NaN or infinite values.")
+    d = a.shape[1]
+    bounds = []
+    for name, value in (("low", low), ("high", high)):
+        b = np.asarray(value, dtype=np.float64)
+        b = np.full(d, float(b)) if b.ndim == 0 else b
+        if b.shape != (d,):
+            raise ValueError(
+                f"{name} must have one bound per action coordinate, shape ({d},); "
+                f"got shape {b.shape}."
+            )
+        if not np.isfinite(b).all():
+            raise ValueError(f"{name} must be finite; got {b}.")
+        bounds.append(b)
+    low, high = bounds
+    if not (high > low).all():
+        raise ValueError(f"high must exceed low in every coordinate; got low={low}, high={high}.")
+    if isinstance(dt, bool) or not isinstance(dt, int | float | np.number):
+        raise ValueError(f"dt must be a positive number of seconds; got {dt!r}.")
+    if not math.isfinite(dt) or dt <= 0:
+        raise ValueError(f"dt must be a positive number of seconds; got {dt!r}.")
+    if not (math.isfinite(face_tol) and 0 <= face_tol < 0.5):
+        raise ValueError(
+            f"face_tol must be a fraction of the box width in [0, 0.5); got {face_tol!r}."
+        )
+    rate_sq = (np.diff(a, axis=0) ** 2).sum(axis=1) / dt**2
+    mean_sq = float(rate_sq.mean()) if len(rate_sq) else math.nan
+    margin = face_tol * (high - low)
+    near = (a - low <= margin) | (high - a <= margin)
+    per_coord = near.mean(axis=0)
+    return {
+        "steps": int(a.shape[0]),
+        "mean_sq_rate": mean_sq,
+        "rms_rate": math.sqrt(mean_sq) if len(rate_sq) else math.nan,
+        "at_face": float(near.any(axis=1).mean()),
+        "at_face_coord_mean": float(per_coord.mean()),
+        "at_face_per_coord": per_coord,
+    }
+
+
+def run_smoothness(run_dir, n_episodes: int = 1, face_tol: float = FACE_TOL) -> list[dict]:
+    """:func:`action_smoothness` of the first ``n_episodes`` episodes of the evaluation protocol
+    under a saved run's trained policy (``policy.pt``), one row each (the :data:`COLUMNS`; the
+    per-coordinate fractions as text, space-separated). ``eval_return`` is the episode's return
+    in the env's native units."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "policy.pt").exists():
+        raise results.RunError(
+            f"{run_dir} has no policy.pt: its run has not finished (or it is not a run folder); "
+            "smoothness is measured on a trained policy only."
+        )
+    if not isinstance(n_episodes, int) or n_episodes < 1:
+        raise ValueError(f"n_episodes must be a positive whole number; got {n_episodes!r}.")
+    from cqsm.rl.runs import load_run
+
+    settings, env, agent = load_run(run_dir)
+    step = int(results.load_checkpoint(run_dir / "policy.pt", weights_only=True)["step"])
+    interval = interval_of(env)
+    box = env.unwrapped.action_space
+    applied: list = []
+    returns = evaluate(agent, env, n_episodes, settings.seed, step=step, episode_actions=applied)
+    env.close()
+    rows = []
+    for i, (actions, ret) in enumerate(zip(applied, returns, strict=True)):
+        measured = action_smoothness(np.array(actions), interval.dt, box.low, box.high, face_tol)
+        per_coord = measured.pop("at_face_per_coord")
+        rows.append(
+            {
+                "algo": settings.algo,
+                "env": settings.env,
+                "seed": settings.seed,
+                "dt": interval.dt,
+                "native_dt": interval.native_dt,
+                "episode": i,
+                **measured,
+                "at_face_per_coord": " ".join(f"{v:.6g}" for v in per_coord),
+                "eval_return": float(ret),
+                "policy_step": step,
+                "start_seed": EVAL_SEED_BASE + 1000 * settings.seed + i,
+                "run": results.portable(run_dir),
+            }
+        )
+    return rows
+
+
+def write_smoothness(
+    path,
+    run_dirs,
+    n_episodes: int = 1,
+    face_tol: float = FACE_TOL,
+    redo: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """:func:`run_smoothness` of every run among ``run_dirs``, written to the CSV file ``path``
+    (sorted by algo, env, dt, seed and episode) with its provenance beside it
+    (``<name>.provenance.json``), atomically after each run; returns the table.
+
+    Resumable: a run whose rows are already in ``path`` (the same ``run``) is kept as it is and
+    not measured again unless ``redo``. A folder without ``policy.pt`` raises a
+    :class:`cqsm.rl.results.RunError` before anything is measured.
+    """
+    from tqdm.auto import tqdm
+
+    path = Path(path)
+    run_dirs = [Path(p) for p in run_dirs]
+    missing = [str(p) for p in run_dirs if not (p / "policy.pt").exists()]
+    if missing:
+        raise results.RunError(
+            f"No policy.pt (unfinished runs, or not run folders): {', '.join(missing)}."
+        )
+    kept = pd.read_csv(path) if path.exists() and not redo else pd.DataFrame(columns=COLUMNS)
+    if list(kept.columns) != list(COLUMNS):
+        raise results.RunError(
+            f"{path} holds other columns than a smoothness table's; move it away or pass redo=True."
+        )
+    names = [results.portable(p) for p in run_dirs]
+    todo = [(p, n) for p, n in zip(run_dirs, names, strict=True) if n not in set(kept["run"])]
+    start = time.perf_counter()
+
+    def write(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.sort_values(
+            ["algo", "env", "dt", "seed", "episode"], kind="stable", ignore_index=True
+        )
+        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+        results.write_json(
+            path.with_suffix(".provenance.json"),
+            results.provenance(
+                n_episodes=n_episodes,
+                face_tol=face_tol,
+                rows_kept=len(kept),
+                runs_measured=len(todo),
+                wall_time=time.perf_counter() - start,
+            ),
+        )
+        return frame
+
+    table = kept
+    for run_dir, _ in tqdm(todo, desc="smoothness", unit="run", disable=not progress):
+        rows = pd.DataFrame(run_smoothness(run_dir, n_episodes, face_tol), columns=COLUMNS)
+        table = write(pd.concat([table, rows], ignore_index=True) if len(table) else rows)
+    return write(table) if not todo and not path.exists() else table

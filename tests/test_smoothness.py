@@ -1,0 +1,117 @@
+"""The smoothness of a policy's actions: the rate and face statistics against hand computations,
+the errors of bad input, and the table of a trained run on the evaluation protocol's episodes."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cqsm.rl import results, smoothness
+from cqsm.rl.smoothness import COLUMNS, action_smoothness, run_smoothness, write_smoothness
+from cqsm.rl.train import TrainSettings, train
+
+
+def test_a_sine_has_the_mean_squared_rate_of_its_differences():
+    omega, dt, per_period = 2 * math.pi, 0.01, 100
+    t = dt * np.arange(3 * per_period + 1)  # the 300 differences span three whole periods
+    # sin(w t_{k+1}) - sin(w t_k) = 2 sin(w dt / 2) cos(w (t_k + dt / 2))
+    exact = 2 * math.sin(omega * dt / 2) ** 2 / dt**2
+    one = action_smoothness(np.sin(omega * t)[:, None], dt, -2.0, 2.0)
+    assert one["steps"] == len(t)
+    assert one["mean_sq_rate"] == pytest.approx(exact, rel=1e-9)
+    assert one["mean_sq_rate"] == pytest.approx(omega**2 / 2, rel=1e-3)  # dt -> 0
+    assert one["rms_rate"] == pytest.approx(math.sqrt(exact), rel=1e-9)
+    assert one["at_face"] == 0.0  # the box is twice the amplitude
+    # (sin, cos): every step moves the same Euclidean distance, 2 sin(w dt / 2)
+    two = np.stack([np.sin(omega * t[:50]), np.cos(omega * t[:50])], axis=1)
+    both = action_smoothness(two, dt, [-2, -2], [2, 2])
+    assert both["mean_sq_rate"] == pytest.approx(2 * exact, rel=1e-9)
+
+
+def test_the_faces_of_the_box_per_step_and_per_coordinate():
+    low, high = np.array([-1.0, 0.0]), np.array([1.0, 4.0])  # widths 2 and 4
+    pinned = action_smoothness(np.tile(high, (7, 1)), 0.05, low, high)
+    assert pinned["mean_sq_rate"] == 0.0 and pinned["rms_rate"] == 0.0
+    assert pinned["at_face"] == 1.0 and pinned["at_face_per_coord"].tolist() == [1.0, 1.0]
+    a = np.zeros((10, 2)) + [0.0, 2.0]  # the middle of the box
+    a[0:3, 0] = 1.0 - 0.0009 * 2  # within 0.1% of the width of the high face
+    a[3, 0] = 1.0 - 0.0011 * 2  # just beyond it
+    a[2:6, 1] = -0.5  # past the low face counts as at it
+    stats = action_smoothness(a, 0.05, low, high)
+    assert stats["at_face"] == pytest.approx(0.6)  # steps 0-2 and 2-5
+    assert stats["at_face_per_coord"].tolist() == pytest.approx([0.3, 0.4])
+    assert stats["at_face_coord_mean"] == pytest.approx(0.35)
+    loose = action_smoothness(a, 0.05, low, high, face_tol=0.01)
+    assert loose["at_face_per_coord"][0] == pytest.approx(0.4)
+
+
+def test_one_step_has_no_rate():
+    stats = action_smoothness([[0.3]], 0.1, -1, 1)
+    assert math.isnan(stats["mean_sq_rate"]) and math.isnan(stats["rms_rate"])
+    assert stats["steps"] == 1 and stats["at_face"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("actions", "dt", "low", "high", "match"),
+    [
+        (np.zeros(5), 0.1, -1, 1, r"shape \(steps, action dims\).*got shape \(5,\)"),
+        (np.zeros((5, 2, 1)), 0.1, -1, 1, "got shape"),
+        (np.zeros((0, 2)), 0.1, -1, 1, "at least one"),
+        (np.zeros((5, 2)), 0.0, -1, 1, "dt must be a positive number"),
+        (np.zeros((5, 2)), -0.1, -1, 1, "dt must be a positive number"),
+        (np.zeros((5, 2)), math.nan, -1, 1, "dt must be a positive number"),
+        (np.zeros((5, 2)), "0.1", -1, 1, "dt must be a positive number"),
+        (np.zeros((5, 2)), 0.1, [-1, -1, -1], 1, r"low must have one bound.*\(2,\)"),
+        (np.zeros((5, 2)), 0.1, -1, [1], r"high must have one bound"),
+        (np.zeros((5, 2)), 0.1, [1, -1], [1, 1], "high must exceed low"),
+        (np.full((5, 2), np.nan), 0.1, -1, 1, "actions must be finite"),
+    ],
+)
+def test_bad_input_is_refused_naming_what_is_wrong(actions, dt, low, high, match):
+    with pytest.raises(ValueError, match=match):
+        action_smoothness(actions, dt, low, high)
+
+
+def test_a_trained_run_is_measured_on_the_protocols_episodes(tmp_path, monkeypatch):
+    settings = TrainSettings.for_task(
+        "Pendulum-v1",
+        total_steps=300,
+        learning_starts=100,
+        eval_every=300,
+        n_eval=2,
+        checkpoint_every=300,
+        batch_size=32,
+        out=str(tmp_path / "runs"),
+        progress=False,
+        agent={"hidden": (16, 16)},
+    )
+    run = train(settings).run_dir
+    out = tmp_path / "smoothness.csv"
+    table = write_smoothness(out, [run], n_episodes=2, progress=False)
+    assert list(table.columns) == list(COLUMNS) and table["episode"].tolist() == [0, 1]
+    assert (table["steps"] == 200).all() and (table["dt"] == table["native_dt"]).all()
+    assert (table["rms_rate"] ** 2).to_numpy() == pytest.approx(table["mean_sq_rate"].to_numpy())
+    assert ((0 <= table["at_face"]) & (table["at_face"] <= 1)).all()
+    # the same episodes as the run's last evaluation: their mean is its eval_return
+    last = pd.read_csv(run / "results.csv").iloc[-1]
+    assert table["eval_return"].mean() == pytest.approx(last["eval_return"], rel=1e-9)
+    assert (table["policy_step"] == 300).all() and table["algo"].eq("cqsm").all()
+    saved = pd.read_csv(out)
+    assert saved["eval_return"].tolist() == pytest.approx(table["eval_return"].tolist())
+    assert (tmp_path / "smoothness.provenance.json").exists()
+
+    # resumable: a run already in the table is not measured again
+    def never(*args, **kwargs):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(smoothness, "run_smoothness", never)
+    assert write_smoothness(out, [run], progress=False).equals(pd.read_csv(out))
+
+    unfinished = tmp_path / "runs" / "cqsm-Pendulum-v1-s9"
+    unfinished.mkdir()
+    results.write_json(unfinished / "settings.json", {"seed": 9})
+    with pytest.raises(results.RunError, match="No policy.pt.*cqsm-Pendulum-v1-s9"):
+        write_smoothness(out, [run, unfinished], progress=False)
+    with pytest.raises(results.RunError, match="has no policy.pt"):
+        run_smoothness(unfinished)
