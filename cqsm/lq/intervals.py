@@ -50,13 +50,21 @@ import pandas as pd
 
 from cqsm.lq.problem import ConventionalLQ, LQError, LQProblem, example
 
-__all__ = ["DEFAULT_DTS", "METHODS", "interval_study", "score_matching_fixed_point"]
+__all__ = ["DEFAULT_DTS", "METHODS", "LABELS", "interval_study", "score_matching_fixed_point"]
 
 DEFAULT_DTS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 """The control intervals (seconds) of the study: a log grid from 2 ms to 0.2 s."""
 
 METHODS = ("cqsm", "cqsm score matching", "q-learning per step", "q-learning per second")
 """The methods of :func:`interval_study`, in the order of its rows."""
+
+LABELS = {
+    "cqsm": "CQSM (discrete optimum)",
+    "cqsm score matching": "CQSM, Q-score matching",
+    "q-learning per step": "Q-learning, γ = 0.99 per step",
+    "q-learning per second": "Q-learning, γ = e^(−βΔt)",
+}
+"""How each method is named in the book's figures and tables."""
 
 
 def score_matching_fixed_point(

@@ -30,6 +30,7 @@ __all__ = [
     "save",
     "exact_line",
     "learning_curves",
+    "interval_lines",
     "bars_by_env",
 ]
 
@@ -64,9 +65,12 @@ METHOD_COLORS = {
     "CQSM": _OKABE_ITO["blue"],
     "CQSM reference": _OKABE_ITO["grey"],
     "CQSM, Q-score matching": _OKABE_ITO["blue"],
-    "CQSM, scale-free": _OKABE_ITO["sky blue"],
     "CQSM, Feynman-Kac": _OKABE_ITO["vermillion"],
     "TD3": _OKABE_ITO["orange"],
+    "time-aware TD3": _OKABE_ITO["yellow"],
+    "CQSM (discrete optimum)": _OKABE_ITO["black"],
+    "Q-learning, γ = 0.99 per step": _OKABE_ITO["vermillion"],
+    "Q-learning, γ = e^(−βΔt)": _OKABE_ITO["bluish green"],
     "SAC": _OKABE_ITO["bluish green"],
     "Diffusion-QL": _OKABE_ITO["reddish purple"],
     "QSM": _OKABE_ITO["sky blue"],
@@ -146,22 +150,28 @@ def categorical(names) -> dict[str, str]:
 
 
 def learning_curves(
-    ax, rows: pd.DataFrame, y: str = "eval_return", hue: str = "algo", colors=None
+    ax,
+    rows: pd.DataFrame,
+    y: str = "eval_return",
+    hue: str = "algo",
+    colors=None,
+    x: str = "step",
 ) -> None:
-    """Mean over seeds of ``y`` against ``step``, one line per ``hue``, a band of one std.
+    """Mean over seeds of ``y`` against ``x`` (``step``, or ``sim_time``: simulated seconds),
+    one line per ``hue``, a band of one std.
 
     ``rows`` are tidy training rows (:mod:`cqsm.rl.results`); adding an algorithm's rows adds its
     curve. The band is the spread across seeds, not a confidence interval. Colours are the
     methods' own unless ``colors`` maps the ``hue`` values (see :func:`categorical`).
     """
     for name, group in rows.groupby(hue, sort=False):
-        stats = group.groupby("step")[y].agg(["mean", "std", "count"]).reset_index()
+        stats = group.groupby(x)[y].agg(["mean", "std", "count"]).reset_index()
         seeds = stats["count"].max()
         label = f"{name} ({seeds} seed{'s' if seeds != 1 else ''})"
         shade = colors[name] if colors is not None else color(str(name))
-        ax.plot(stats["step"], stats["mean"], color=shade, label=label)
+        ax.plot(stats[x], stats["mean"], color=shade, label=label)
         ax.fill_between(
-            stats["step"],
+            stats[x],
             stats["mean"] - stats["std"].fillna(0),
             stats["mean"] + stats["std"].fillna(0),
             color=shade,
@@ -170,7 +180,25 @@ def learning_curves(
         )
     if rows.empty:
         ax.text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("environment steps")
+    ax.set_xlabel("environment steps" if x == "step" else "simulated seconds")
+
+
+def interval_lines(
+    ax, table: pd.DataFrame, y: str = "mean", low: str = "ci_low", high: str = "ci_high"
+) -> None:
+    """``y`` against the control interval ``dt`` (log axis), one line per ``method`` of
+    ``table`` (one row per method and interval) with a band from ``low`` to ``high``; the env's
+    own interval, where ``table`` has a ``native`` column, is a dotted vertical line."""
+    for name, group in table.groupby("method", sort=False):
+        group = group.sort_values("dt")
+        shade = color(str(name))
+        ax.plot(group["dt"], group[y], marker="o", color=shade, label=name)
+        ax.fill_between(group["dt"], group[low], group[high], color=shade, alpha=0.2, lw=0)
+    if "native" in table:
+        for dt in table.loc[table["native"], "dt"].unique():
+            ax.axvline(dt, color="0.5", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel(r"control interval $\Delta t$ (s)")
 
 
 def bars_by_env(ax, table: pd.DataFrame, y: str, low: str, high: str, label=str) -> None:
