@@ -6,10 +6,13 @@ import pandas as pd
 from cqsm.rl.compare import (
     add_published,
     bootstrap_ci,
+    control_intervals,
     interval,
     label,
     mean_std,
+    means_table,
     percent,
+    ratio_text,
     returns_at,
     returns_table,
 )
@@ -93,3 +96,45 @@ def test_returns_table_formats_each_entry_and_its_published_range():
     assert shown.loc[("E", 20, "TD3")].tolist() == [0, "–", "–", "–"]
     assert shown.loc[("F", 10, "TD3"), "published"] == "6"
     assert "published" not in returns_table(returns_at(rows, steps=(10,)))
+
+
+def test_control_intervals_are_simulated_seconds_per_step():
+    rows = pd.DataFrame({"step": [100, 500, 250], "sim_time": [5.0, 5.0, 2.0000001]})
+    assert control_intervals(rows).tolist() == [0.05, 0.01, 0.008]
+    assert control_intervals(rows).name == "dt"
+
+
+def test_ratios_read_as_percentages_with_their_interval():
+    assert ratio_text(0.4512, 0.31, 0.624) == "45% [31%, 62%]"
+    assert ratio_text(1.0, np.nan, np.nan) == "100%" and ratio_text(np.nan, 0, 1) == "–"
+
+
+def test_means_table_formats_means_intervals_and_ratios_by_the_other_columns():
+    table = pd.DataFrame(
+        {
+            "env": ["E", "E"],
+            "method": ["TD3", "TD3"],
+            "dt": [0.01, 0.05],
+            "seeds": [2, 1],
+            "mean": [1234.4, 50.0],
+            "std": [56.6, np.nan],
+            "ci_low": [1190.0, 50.0],
+            "ci_high": [1270.0, 50.0],
+            "ratio": [0.45, 1.0],
+            "ratio_low": [0.31, 1.0],
+            "ratio_high": [0.62, 1.0],
+        }
+    )
+    shown = means_table(table, ratio="of native")
+    assert shown.index.names == ["env", "method", "dt"]
+    assert list(shown.columns) == ["seeds", "mean ± std", "95% CI", "of native"]
+    assert shown.loc[("E", "TD3", 0.01)].tolist() == [
+        2,
+        "1234 ± 57",
+        "[1190, 1270]",
+        "45% [31%, 62%]",
+    ]
+    assert shown.loc[("E", "TD3", 0.05), "mean ± std"] == "50"
+    both = means_table({"early": table, "late": table.drop(columns=["ratio"])})
+    assert list(both.columns.get_level_values(0)) == ["early"] * 4 + ["late"] * 3
+    assert both[("late", "seeds")].tolist() == [2, 1]

@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 
 from cqsm.rl import results, smoothness
-from cqsm.rl.smoothness import COLUMNS, action_smoothness, run_smoothness, write_smoothness
+from cqsm.rl.smoothness import (
+    COLUMNS,
+    action_smoothness,
+    logged_agreement,
+    run_smoothness,
+    smoothness_summary,
+    write_smoothness,
+)
 from cqsm.rl.train import TrainSettings, train
 
 
@@ -115,3 +122,66 @@ def test_a_trained_run_is_measured_on_the_protocols_episodes(tmp_path, monkeypat
         write_smoothness(out, [run, unfinished], progress=False)
     with pytest.raises(results.RunError, match="has no policy.pt"):
         run_smoothness(unfinished)
+
+
+def _table(runs):
+    """A smoothness table of made-up runs: (algo, seed, dt, policy_step, returns, rms, faces)."""
+    rows = []
+    for algo, seed, dt, step, returns, rms, faces in runs:
+        for episode, (ret, r, f) in enumerate(zip(returns, rms, faces, strict=True)):
+            rows.append(
+                dict.fromkeys(COLUMNS, 0)
+                | {
+                    "algo": algo,
+                    "env": "Hopper-v5",
+                    "seed": seed,
+                    "dt": dt,
+                    "native_dt": 0.008,
+                    "episode": episode,
+                    "rms_rate": r,
+                    "at_face": f,
+                    "at_face_coord_mean": f / 2,
+                    "eval_return": ret,
+                    "policy_step": step,
+                    "run": f"runs/{algo}-Hopper-v5-dt{dt}-s{seed}",
+                }
+            )
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def test_the_summary_averages_every_episode_of_every_run_per_cell():
+    table = _table(
+        [
+            ("td3", 0, 0.002, 200_000, [1.0, 3.0], [10.0, 20.0], [0.0, 1.0]),
+            ("td3", 1, 0.002, 200_000, [5.0, 7.0], [30.0, 40.0], [0.5, 0.5]),
+            ("td3", 0, 0.008, 100_000, [2.0, 2.0], [1.0, 1.0], [0.2, 0.2]),
+        ]
+    )
+    summary = smoothness_summary(table)
+    assert summary.index.names == ["algo", "env", "dt"]
+    fine = summary.loc[("td3", "Hopper-v5", 0.002)]
+    assert fine["runs"] == 2 and fine["episodes"] == 4
+    assert fine["rms_rate"] == pytest.approx(25.0) and fine["eval_return"] == pytest.approx(4.0)
+    assert fine["at_face"] == pytest.approx(0.5) and fine["at_face_coord_mean"] == 0.25
+    assert fine["trained"] == 50_000  # 200k steps of 2 ms: 50k native steps' worth
+    assert summary.loc[("td3", "Hopper-v5", 0.008), "trained"] == 100_000
+
+
+def test_measured_episodes_are_checked_against_the_runs_log(tmp_path):
+    table = _table(
+        [
+            ("td3", 0, 0.008, 300, [1.0, 3.0, 100.0], [1.0] * 3, [0.0] * 3),
+            ("sac", 0, 0.008, 300, [4.0, 4.0, 4.0], [1.0] * 3, [0.0] * 3),
+            ("sac", 1, 0.008, 300, [4.0], [1.0], [0.0]),  # fewer episodes than n_eval
+        ]
+    )
+    for run, logged in zip(table["run"].unique(), [2.0, 5.0, 4.0], strict=True):
+        (tmp_path / run).mkdir(parents=True)
+        results.write_json(tmp_path / run / "settings.json", {"n_eval": 2})
+        steps = pd.DataFrame({"step": [100, 300], "eval_return": [-9.0, logged]})
+        steps.to_csv(tmp_path / run / "results.csv", index=False)
+    checked = logged_agreement(table, root=tmp_path).set_index(["algo", "seed"])
+    assert checked.loc[("td3", 0), "measured"] == 2.0  # the first n_eval episodes only
+    assert checked.loc[("td3", 0), "difference"] == 0.0
+    assert checked.loc[("sac", 0), "difference"] == pytest.approx(-0.2)
+    assert np.isnan(checked.loc[("sac", 1), "measured"])

@@ -123,3 +123,16 @@ def test_critic_diagnostics_measure_the_runs_with_critics_sorted(tmp_path, monke
     assert pd.read_csv(out).values.tolist() == [["a", 2, 30], ["b", 0, 30], ["b", 1, 30]]
     assert (tmp_path / "critic_diagnostics.provenance.json").exists()
     assert study.critic_diagnostics([]).columns.tolist() == ["variant", "seed"]
+
+
+def test_the_arms_settings_read_as_a_table_per_task():
+    arms = {
+        "A-v0": [Variant("x", {"lam": 0.1}, {"batch_size": 100}, note="a price"), Variant("y")],
+        "B-v0": [Variant("x", {"lam": 0.2}), Variant("y", note="the reference")],
+    }
+    table = study.variant_table(arms, keys=("lam", "batch_size"), note=False)
+    assert table.index.names == ["task", "arm"] and list(table.columns) == ["lam", "batch_size"]
+    assert table.loc[("A-v0", "x")].tolist() == [0.1, 100]
+    assert table.loc[("B-v0", "y")].tolist() == ["–", "–"]
+    notes = study.variant_table(arms["A-v0"])
+    assert list(notes.columns) == ["note"] and notes.loc["x", "note"] == "a price"

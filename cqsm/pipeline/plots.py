@@ -184,19 +184,27 @@ def learning_curves(
 
 
 def interval_lines(
-    ax, table: pd.DataFrame, y: str = "mean", low: str = "ci_low", high: str = "ci_high"
+    ax,
+    table: pd.DataFrame,
+    y: str = "mean",
+    low: str = "ci_low",
+    high: str = "ci_high",
+    native=(),
 ) -> None:
     """``y`` against the control interval ``dt`` (log axis), one line per ``method`` of
     ``table`` (one row per method and interval) with a band from ``low`` to ``high``; the env's
-    own interval, where ``table`` has a ``native`` column, is a dotted vertical line."""
+    own interval (the intervals in ``native``, and those of the rows marked in a ``native``
+    column where ``table`` has one) is a dotted vertical line."""
     for name, group in table.groupby("method", sort=False):
         group = group.sort_values("dt")
         shade = color(str(name))
         ax.plot(group["dt"], group[y], marker="o", color=shade, label=name)
         ax.fill_between(group["dt"], group[low], group[high], color=shade, alpha=0.2, lw=0)
+    marks = set(native)
     if "native" in table:
-        for dt in table.loc[table["native"], "dt"].unique():
-            ax.axvline(dt, color="0.5", ls=":", lw=1)
+        marks |= set(table.loc[table["native"], "dt"])
+    for dt in sorted(marks):
+        ax.axvline(dt, color="0.5", ls=":", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel(r"control interval $\Delta t$ (s)")
 

@@ -3,6 +3,7 @@ confidence intervals, the table a reader sees of them, and the display names of 
 
     table = add_published(returns_at(rows, steps=(20_000, 100_000)), published)
     returns_table(table)       # per env, step and method: "mean ± std", "95% CI", "published"
+    means_table(cells)         # any table of means, intervals and ratios, as a reader sees it
 
 ``rows`` are the rows of :mod:`cqsm.rl.results` (one per evaluation of each run). A run counts at a
 step only if it has an evaluation there, so a run still in progress is left out of the steps it
@@ -24,6 +25,9 @@ __all__ = [
     "interval",
     "percent",
     "returns_table",
+    "control_intervals",
+    "ratio_text",
+    "means_table",
 ]
 
 # How each algorithm is named in the book's figures and tables (and coloured: cqsm.pipeline.plots).
@@ -142,3 +146,47 @@ def returns_table(table: pd.DataFrame) -> pd.DataFrame:
         pairs = zip(table["published_low"], table["published_high"], strict=True)
         shown["published"] = [_published(lo, hi) for lo, hi in pairs]
     return shown.set_index(["env", "step", "method"]).sort_index()
+
+
+def control_intervals(rows: pd.DataFrame) -> pd.Series:
+    """Each training row's control interval in seconds, ``sim_time / step`` rounded to the
+    microsecond (a Series named ``dt`` on the index of ``rows``)."""
+    return (rows["sim_time"] / rows["step"]).round(6).rename("dt")
+
+
+def ratio_text(ratio: float, low: float, high: float) -> str:
+    """A ratio and its interval as whole percentages, ``"45% [31%, 62%]"``; the ratio alone where
+    the interval is undefined, and ``"–"`` where the ratio is."""
+    if np.isnan(ratio):
+        return "–"
+    return percent(ratio) if np.isnan(low) else f"{percent(ratio)} {interval(low, high, '.0%')}"
+
+
+_STATS = ("seeds", "mean", "std", "ci_low", "ci_high", "ratio", "ratio_low", "ratio_high")
+
+
+def means_table(tables, ratio: str = "ratio", spec: str = ".0f") -> pd.DataFrame:
+    """A table of means across seeds as a reader sees it: ``seeds``, ``"mean ± std"``, ``"95%
+    CI"`` of the mean and, where the table has ``ratio`` (with ``ratio_low`` and
+    ``ratio_high``), the ratio and its interval as percentages, in a column named ``ratio``.
+
+    ``tables`` is one table with the columns ``seeds, mean, std, ci_low, ci_high`` (for example
+    :func:`cqsm.rl.interval_study.interval_table`'s), indexed by its other columns in their
+    order; or a dict of such tables by name, side by side under their names (a column level)."""
+    if isinstance(tables, dict):
+        shown = {name: means_table(t, ratio, spec) for name, t in tables.items()}
+        return pd.concat(shown, axis=1)
+    table = tables
+    keys = [c for c in table.columns if c not in _STATS]
+    shown = table[keys].copy()
+    shown["seeds"] = table["seeds"]
+    shown["mean ± std"] = [
+        mean_std(m, s, spec) for m, s in zip(table["mean"], table["std"], strict=True)
+    ]
+    shown["95% CI"] = [
+        interval(lo, hi, spec) for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)
+    ]
+    if "ratio" in table:
+        parts = zip(table["ratio"], table["ratio_low"], table["ratio_high"], strict=True)
+        shown[ratio] = [ratio_text(*p) for p in parts]
+    return shown.set_index(keys) if keys else shown

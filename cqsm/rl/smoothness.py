@@ -4,6 +4,8 @@ actuator.
     action_smoothness(actions, dt, low, high)   # one episode's applied actions (T, d)
     run_smoothness("paper_figures/results/control_interval/per-step/td3-Hopper-v5-dt0.002-s0")
     write_smoothness("paper_figures/results/control_interval/smoothness.csv", run_dirs)
+    smoothness_summary(table)     # per algorithm, task and interval: means over the episodes
+    logged_agreement(table)       # per run: its measured episodes against its results.csv
 
 Two numbers per evaluation episode, for any algorithm (the applied actions of
 :func:`cqsm.rl.evaluation.evaluate`; for CQSM the action process's value):
@@ -41,7 +43,15 @@ from cqsm.rl import results
 from cqsm.rl.envs import interval_of
 from cqsm.rl.evaluation import EVAL_SEED_BASE, evaluate
 
-__all__ = ["FACE_TOL", "COLUMNS", "action_smoothness", "run_smoothness", "write_smoothness"]
+__all__ = [
+    "FACE_TOL",
+    "COLUMNS",
+    "action_smoothness",
+    "run_smoothness",
+    "write_smoothness",
+    "smoothness_summary",
+    "logged_agreement",
+]
 
 FACE_TOL = 1e-3
 """A coordinate is at a face when within this fraction of the box's width of its bound."""
@@ -225,3 +235,58 @@ def write_smoothness(
         rows = pd.DataFrame(run_smoothness(run_dir, n_episodes, face_tol), columns=COLUMNS)
         table = write(pd.concat([table, rows], ignore_index=True) if len(table) else rows)
     return write(table) if not todo and not path.exists() else table
+
+
+def smoothness_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """A smoothness table (:data:`COLUMNS`) per algorithm, task and control interval (``dt``,
+    seconds): ``runs`` (seeds), ``episodes``, the means over all their episodes of ``rms_rate``
+    (action units per second), ``at_face`` (fraction of steps with a coordinate at a face),
+    ``at_face_coord_mean`` (fraction of coordinate-steps at a face) and ``eval_return``, and
+    ``trained`` (the policies' training in the env's native steps' worth of simulated time:
+    ``policy_step dt / native_dt``; the largest where the runs differ)."""
+    trained = (table["policy_step"] * table["dt"] / table["native_dt"]).round()
+    grouped = table.assign(trained=trained).groupby(["algo", "env", "dt"], sort=True)
+    return grouped.agg(
+        runs=("run", "nunique"),
+        episodes=("episode", "size"),
+        rms_rate=("rms_rate", "mean"),
+        at_face=("at_face", "mean"),
+        at_face_coord_mean=("at_face_coord_mean", "mean"),
+        eval_return=("eval_return", "mean"),
+        trained=("trained", "max"),
+    ).astype({"trained": int})
+
+
+def logged_agreement(table: pd.DataFrame, root=None) -> pd.DataFrame:
+    """Each run of a smoothness table against what its training logged: the mean return of its
+    first ``n_eval`` measured episodes (the run's own number of evaluation episodes, from its
+    ``settings.json``), which are the episodes of its last evaluation, beside the
+    ``eval_return`` of its ``results.csv`` at the policy's step, and ``difference``, their
+    relative difference (0 when the measurement reproduces the log). ``root`` is the folder the
+    ``run`` paths are relative to (default: the repository). Runs with fewer measured episodes
+    than ``n_eval``, or no row at that step, get NaN."""
+    root = Path(root) if root is not None else results.repository_root() or Path.cwd()
+    out = []
+    for run, episodes in table.groupby("run", sort=True):
+        run_dir = Path(run) if Path(run).is_absolute() else root / run
+        n_eval = int(results.read_json(run_dir / "settings.json")["n_eval"])
+        step = int(episodes["policy_step"].iloc[0])
+        logged = pd.read_csv(run_dir / "results.csv")
+        logged = logged.loc[logged["step"] == step, "eval_return"]
+        first = episodes.sort_values("episode")["eval_return"].to_numpy()[:n_eval]
+        measured = first.mean() if len(first) == n_eval else math.nan
+        value = float(logged.iloc[0]) if len(logged) else math.nan
+        out.append(
+            {
+                "run": run,
+                "algo": episodes["algo"].iloc[0],
+                "env": episodes["env"].iloc[0],
+                "seed": int(episodes["seed"].iloc[0]),
+                "dt": float(episodes["dt"].iloc[0]),
+                "policy_step": step,
+                "measured": measured,
+                "logged": value,
+                "difference": (measured - value) / abs(value) if value else math.nan,
+            }
+        )
+    return pd.DataFrame(out)

@@ -7,6 +7,7 @@ budget, resumable as one sweep.
     sweep(study_runs(variants, ["HalfCheetah-v5"], seeds=(0, 1), total_steps=50_000, out=root))
     rows = read_study(root, variants)      # the tidy rows with a "variant" column
     write_critic_diagnostics(root / "critic_diagnostics.csv", [r.run_dir for r in runs])
+    variant_table({"Hopper-v5": variants}, keys=("lam",))   # the arms' settings as a table
 
 Each variant's runs go to ``<out>/<variant name>/<algo>-<env>-s<seed>``; the settings of a run
 are the task's (:data:`cqsm.rl.presets.TASKS`) with the variant's overrides on top, so every
@@ -29,7 +30,14 @@ from cqsm.rl import results
 from cqsm.rl.diagnostics import diagnose_run
 from cqsm.rl.train import TrainSettings
 
-__all__ = ["Variant", "study_runs", "read_study", "critic_diagnostics", "write_critic_diagnostics"]
+__all__ = [
+    "Variant",
+    "study_runs",
+    "read_study",
+    "variant_table",
+    "critic_diagnostics",
+    "write_critic_diagnostics",
+]
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,22 @@ def read_study(out: str | Path, variants) -> pd.DataFrame:
         for path in paths:
             frames.append(pd.read_csv(path).assign(variant=v.name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def variant_table(variants, keys=(), note: bool = True) -> pd.DataFrame:
+    """The arms of a study as a table, one row per variant (indexed by its ``name``): the value
+    of each of ``keys`` among its agent and loop settings (``"–"`` where it sets none) and,
+    with ``note``, what it tests. ``variants`` may be a dict of sequences of variants by task
+    (for arms whose settings depend on the task), which adds a ``task`` level to the index."""
+    if isinstance(variants, dict):
+        tables = {env: variant_table(vs, keys, note) for env, vs in variants.items()}
+        return pd.concat(tables, names=["task"])
+    rows = []
+    for v in variants:
+        settings = v.loop | v.agent
+        row = {"arm": v.name} | {k: settings.get(k, "–") for k in keys}
+        rows.append(row | ({"note": v.note} if note else {}))
+    return pd.DataFrame(rows).set_index("arm")
 
 
 def critic_diagnostics(run_dirs, n_states: int = 6) -> pd.DataFrame:
