@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from cqsm.rl import results
 from cqsm.rl.interval_study import (
@@ -15,8 +16,11 @@ from cqsm.rl.interval_study import (
     per_step_runs,
     physical,
     screen,
+    time_aware,
+    time_aware_runs,
 )
 from cqsm.rl.migrate import migrate_settings
+from cqsm.rl.train import TrainSettings
 
 COMMITTED = "paper_figures/results/control_interval/per-step"
 
@@ -115,3 +119,45 @@ def test_returns_at_the_budget_and_their_ratio_to_the_native_interval():
     assert table.loc[0.002, "ratio_low"] < 0.6 < table.loc[0.002, "ratio_high"]
     assert table.loc[0.002, "ratio_high"] < 0.9  # bounded by the seeds' extremes
     assert table.loc[0.002, "ratio_low"] > 500 / 1200 - 1e-9
+
+
+def test_time_aware_td3_is_td3_at_the_native_interval_and_physical_elsewhere():
+    from cqsm.rl.agents.td3 import TD3Agent
+    from cqsm.rl.train import make_env
+
+    for env, intervals in GRID.items():
+        T = native_dt(env)
+        td3 = TrainSettings.for_task(env, algo="td3")
+        agent, loop = time_aware(env, T)
+        native = grid_settings(env, "td3", T, 0, "runs", agent, **loop)
+        assert native.agent.gamma == pytest.approx(0.99) and native.warmup_hold_steps == 1
+        assert native.learning_starts == td3.learning_starts
+        for dt in intervals:
+            agent, loop = time_aware(env, dt)
+            cell = grid_settings(env, "td3", dt, 0, "runs", agent, **loop)
+            horizon = -dt / math.log(cell.agent.gamma)  # seconds: the same at every interval
+            assert horizon == pytest.approx(-T / math.log(0.99))
+            assert cell.learning_starts * dt == pytest.approx(td3.learning_starts * T)
+    assert [r.control_interval for r in time_aware_runs((0,))[:2]] == [0.01, 0.1]
+    # the exploration noise is held for 0.05 s, across calls, and resumes exactly
+    agent, loop = time_aware("HalfCheetah-v5", 0.01)
+    s = grid_settings("HalfCheetah-v5", "td3", 0.01, 0, "runs", agent, **loop)
+    td3 = TD3Agent(s.agent, make_env(s, explore=True))
+    assert td3.noise_steps == 5
+    torch.manual_seed(0)
+    noise = [td3.draw_noise(torch.zeros(6)).clone() for _ in range(7)]
+    assert all(torch.equal(n, noise[0]) for n in noise[:5]) and not torch.equal(noise[5], noise[0])
+    saved = td3.state_dict()
+    again = TD3Agent(s.agent, make_env(s, explore=True))
+    again.load_state_dict(saved)
+    assert again.noise_left == 3 and torch.equal(again.draw_noise(torch.zeros(6)), noise[6])
+    # a hold of one step draws what the per-step noise draws
+    fresh = [
+        TD3Agent(s.agent.__class__(expl_noise_hold=h), make_env(s, explore=True))
+        for h in (None, 0.01)
+    ]
+    draws = []
+    for agent in fresh:
+        torch.manual_seed(1)
+        draws.append(torch.stack([agent.draw_noise(torch.zeros(6)) for _ in range(3)]))
+    assert torch.equal(*draws)

@@ -15,6 +15,12 @@ evaluated every :data:`EVAL_STEPS` native steps' worth. At the native interval t
 **Per-step baselines** (:func:`per_step_runs`) keep every per-step constant of their defaults and
 presets (the discount 0.99 per step, the exploration noise per step, the warm-up in steps).
 
+**Time-aware TD3** (:func:`time_aware`, after Tallec, Blier and Ollivier 2019) turns each
+per-step constant into physical time from the env's own interval ``T``: the discount
+``gamma = e^{-beta dt}`` with ``beta = -ln(0.99) / T``, each exploration noise draw and each
+warm-up draw held for ``T`` seconds, and the warm-up as long in seconds as TD3's in native steps.
+At the native interval it is TD3 itself, so its native cell is TD3's.
+
 **CQSM's candidates** (:func:`physical`, :func:`screen`) are set in physical units from the
 env's own interval ``T`` alone, a property of the task that does not change with the control
 interval: the relaxation time ``k T``, integrated exactly, a noise of 0.1 per ``sqrt(T)``
@@ -45,6 +51,8 @@ __all__ = [
     "budget_seconds",
     "grid_settings",
     "per_step_runs",
+    "time_aware",
+    "time_aware_runs",
     "physical",
     "screen",
     "grid_returns",
@@ -108,6 +116,25 @@ def per_step_runs(seeds=(0, 1, 2), out: str = "per-step", algos=("td3", "sac")) 
             extremes_first = [off[0], off[-1], *off[1:-1]]
             for dt in extremes_first:
                 runs += [grid_settings(env, algo, dt, seed, out) for algo in algos]
+    return runs
+
+
+def time_aware(env: str, dt: float) -> tuple[dict, dict]:
+    """Time-aware TD3's agent and loop settings on ``env`` at a control interval of ``dt``
+    seconds: every per-step constant of TD3's defaults and presets in physical time."""
+    native = native_dt(env)
+    steps = TrainSettings.for_task(env, algo="td3").learning_starts  # at the native interval
+    agent = {"gamma": 0.99 ** (dt / native), "expl_noise_hold": native}
+    return agent, {"learning_starts_seconds": steps * native, "warmup_hold": native}
+
+
+def time_aware_runs(seeds=(0, 1, 2), out: str = "time-aware") -> list:
+    """Time-aware TD3's cells off the native interval, in the order of :func:`per_step_runs`."""
+    runs = []
+    for settings in per_step_runs(seeds, out, algos=("td3",)):
+        env, dt = settings.env, settings.control_interval
+        agent, loop = time_aware(env, dt)
+        runs.append(grid_settings(env, "td3", dt, settings.seed, out, agent, **loop))
     return runs
 
 

@@ -38,6 +38,7 @@ from cqsm.rl.agents.common import (
     unwrapped,
     with_target,
 )
+from cqsm.rl.envs import interval_of
 from cqsm.settings import check_positive, check_widths
 
 __all__ = ["TD3Settings", "TD3Agent"]
@@ -59,6 +60,9 @@ class TD3Settings:
     """Polyak rate of the target networks"""
     expl_noise: float = 0.1
     """standard deviation of the Gaussian exploration noise"""
+    expl_noise_hold: float | None = None
+    """seconds each exploration noise draw is held, at least one control step (the time-aware
+    rule holds it for the env's own interval); None: a fresh draw every control step"""
     policy_noise: float = 0.2
     """standard deviation of the target policy smoothing noise"""
     noise_clip: float = 0.5
@@ -68,6 +72,7 @@ class TD3Settings:
 
     def __post_init__(self):
         check_positive(self, "gamma", "actor_lr", "critic_lr", "tau")
+        check_positive(self, "expl_noise_hold", optional=True)
         check_positive(self, "policy_delay", integer=True)
         check_widths(self, "hidden")
 
@@ -93,6 +98,10 @@ class TD3Agent(Saved):
             TwinCritic(n, d, s.hidden), s.critic_lr
         )
         self.updates = 0
+        # a held exploration noise: its draw and the control steps it is still held for
+        hold = s.expl_noise_hold
+        self.noise_steps = None if hold is None else max(1, round(hold / interval_of(env).dt))
+        self.noise, self.noise_left = torch.zeros(d), 0
 
     def policy(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
         """``mu(x)`` in the env's units (``target=True``: the target actor's)."""
@@ -102,8 +111,26 @@ class TD3Agent(Saved):
     def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
         a = self.policy(as_batch(obs))[0]
         if explore:
-            a = self.box.clip(a + self.settings.expl_noise * self.box.half * torch.randn_like(a))
+            a = self.box.clip(a + self.settings.expl_noise * self.box.half * self.draw_noise(a))
         return a.numpy()
+
+    def draw_noise(self, a: torch.Tensor) -> torch.Tensor:
+        """Standard normal exploration noise like ``a``: fresh every step, or held for
+        ``expl_noise_hold`` seconds of training steps (across episodes)."""
+        if self.noise_steps is None:
+            return torch.randn_like(a)
+        if self.noise_left == 0:
+            self.noise, self.noise_left = torch.randn_like(a), self.noise_steps
+        self.noise_left -= 1
+        return self.noise
+
+    def state_dict(self) -> dict:
+        return super().state_dict() | {"noise": self.noise, "noise_left": self.noise_left}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.noise = state.get("noise", self.noise)  # absent from older checkpoints
+        self.noise_left = int(state.get("noise_left", 0))
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         s, box = self.settings, self.box
