@@ -171,6 +171,12 @@ _SCREEN = (
     ("lag0.1", {"lag_price": 0.1}, "exact + a price of 0.1 per unit of lag squared"),
     ("lag1", {"lag_price": 1.0}, "exact + a price of 1 per unit of lag squared"),
     (
+        "lag0.1-fast",
+        {"lag_price": 0.1, "relaxation_intervals": 0.25},
+        "lag0.1 with a relaxation time of a quarter of the native interval (exact, so no "
+        "interval overshoots)",
+    ),
+    (
         "lag0.1-slow",
         {"lag_price": 0.1, "relaxation_intervals": 2.5},
         "lag0.1 with a relaxation time of 2.5 native intervals (longer than every interval)",
