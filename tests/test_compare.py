@@ -14,6 +14,7 @@ from cqsm.rl.compare import (
     percent,
     ratio_text,
     returns_at,
+    returns_by_step,
     returns_table,
 )
 
@@ -138,3 +139,20 @@ def test_means_table_formats_means_intervals_and_ratios_by_the_other_columns():
     both = means_table({"early": table, "late": table.drop(columns=["ratio"])})
     assert list(both.columns.get_level_values(0)) == ["early"] * 4 + ["late"] * 3
     assert both[("late", "seeds")].tolist() == [2, 1]
+
+
+def test_returns_by_step_puts_each_step_in_a_column_in_the_order_the_methods_come():
+    rows = pd.DataFrame(
+        {
+            "env": ["E"] * 3 + ["F"] + ["E"] * 2,
+            "algo": ["td3", "td3", "td3", "td3", "sac", "sac"],
+            "seed": [0, 1, 0, 0, 0, 0],
+            "step": [10, 10, 20, 10, 10, 20],
+            "eval_return": [100.0, 200.0, 600.0, 7.0, 50.0, 70.0],
+        }
+    )
+    wide = returns_by_step(returns_at(rows, steps=(10, 20)))
+    assert list(wide.index) == [("E", "TD3"), ("E", "SAC"), ("F", "TD3")]  # by task
+    assert list(wide.columns) == [10, 20, "seeds"]
+    assert wide.loc[("E", "TD3")].tolist() == ["150 ± 71", "600", 1]
+    assert wide.loc[("F", "TD3")].tolist() == ["7", "–", 0]

@@ -7,7 +7,14 @@ import pytest
 import scipy.integrate
 import scipy.optimize
 
-from cqsm.lq.intervals import DEFAULT_DTS, METHODS, interval_study, score_matching_fixed_point
+from cqsm.lq.intervals import (
+    DEFAULT_DTS,
+    LABELS,
+    METHODS,
+    interval_gaps,
+    interval_study,
+    score_matching_fixed_point,
+)
 from cqsm.lq.problem import ConventionalLQ, LQError, LQProblem, example
 
 
@@ -195,3 +202,16 @@ def test_a_destabilising_feedback_is_flagged_not_raised():
     bad = r.loc[("q-learning per step", 0.002)]
     assert not bad["stable"] and bad["value"] == -np.inf and bad["value gap"] == np.inf
     assert r.drop(index=[("q-learning per step", 0.002)])["stable"].all()
+
+
+def test_the_gap_table_has_a_row_per_interval_and_a_column_per_method(study):
+    table = interval_gaps(study)
+    assert list(table.columns) == ["horizon (s)"] + [LABELS[m] for m in METHODS]
+    assert list(table.index) == sorted(study["dt"].unique())
+    dt = 0.01
+    per_step = rows(study, "q-learning per step").set_index("dt")
+    assert table.loc[dt, "horizon (s)"] == per_step.loc[dt, "horizon"]
+    assert table.loc[dt, "horizon (s)"] == pytest.approx(-dt / np.log(0.99))
+    assert table.loc[dt, LABELS["cqsm"]] == rows(study, "cqsm").set_index("dt").loc[dt, "value gap"]
+    only = interval_gaps(study[study["method"] == "cqsm"])
+    assert list(only.columns) == [LABELS["cqsm"]]

@@ -141,6 +141,7 @@ def _table(runs):
                     "rms_rate": r,
                     "at_face": f,
                     "at_face_coord_mean": f / 2,
+                    "at_face_per_coord": f"{f} 0 0",
                     "eval_return": ret,
                     "policy_step": step,
                     "run": f"runs/{algo}-Hopper-v5-dt{dt}-s{seed}",
@@ -164,6 +165,7 @@ def test_the_summary_averages_every_episode_of_every_run_per_cell():
     assert fine["rms_rate"] == pytest.approx(25.0) and fine["eval_return"] == pytest.approx(4.0)
     assert fine["at_face"] == pytest.approx(0.5) and fine["at_face_coord_mean"] == 0.25
     assert fine["trained"] == 50_000  # 200k steps of 2 ms: 50k native steps' worth
+    assert fine["coordinates"] == 3
     assert summary.loc[("td3", "Hopper-v5", 0.008), "trained"] == 100_000
 
 
@@ -185,3 +187,8 @@ def test_measured_episodes_are_checked_against_the_runs_log(tmp_path):
     assert checked.loc[("td3", 0), "difference"] == 0.0
     assert checked.loc[("sac", 0), "difference"] == pytest.approx(-0.2)
     assert np.isnan(checked.loc[("sac", 1), "measured"])
+    assert (checked["commit"] == "").all()  # no provenance.json
+    made = {"git": {"commit": "abc"}, "machine": {"platform": "Linux-x"}}
+    results.write_json(tmp_path / table["run"].iloc[0] / "provenance.json", made)
+    checked = logged_agreement(table, root=tmp_path).set_index(["algo", "seed"])
+    assert checked.loc[("td3", 0), ["commit", "platform"]].tolist() == ["abc", "Linux-x"]

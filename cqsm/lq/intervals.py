@@ -50,7 +50,14 @@ import pandas as pd
 
 from cqsm.lq.problem import ConventionalLQ, LQError, LQProblem, example
 
-__all__ = ["DEFAULT_DTS", "METHODS", "LABELS", "interval_study", "score_matching_fixed_point"]
+__all__ = [
+    "DEFAULT_DTS",
+    "METHODS",
+    "LABELS",
+    "interval_study",
+    "interval_gaps",
+    "score_matching_fixed_point",
+]
 
 DEFAULT_DTS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 """The control intervals (seconds) of the study: a log grid from 2 ms to 0.2 s."""
@@ -178,3 +185,17 @@ def interval_study(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def interval_gaps(study: pd.DataFrame) -> pd.DataFrame:
+    """:func:`interval_study`'s value gaps as a table: one row per ``dt`` (seconds, ascending),
+    ``horizon (s)`` the horizon ``1 / beta_eff`` of the ``q-learning per step`` learner (where
+    the study has it), then each method's ``value gap`` under its display name
+    (:data:`LABELS`), in the order of :data:`METHODS`."""
+    gaps = study.pivot(index="dt", columns="method", values="value gap")
+    methods = [m for m in METHODS if m in gaps.columns]
+    table = gaps[methods].rename(columns=LABELS).sort_index()
+    per_step = study[study["method"] == "q-learning per step"].set_index("dt")["horizon"]
+    if len(per_step):
+        table.insert(0, "horizon (s)", per_step.reindex(table.index))
+    return table.rename_axis(index="dt", columns=None)

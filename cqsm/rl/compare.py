@@ -28,6 +28,7 @@ __all__ = [
     "control_intervals",
     "ratio_text",
     "means_table",
+    "returns_by_step",
 ]
 
 # How each algorithm is named in the book's figures and tables (and coloured: cqsm.pipeline.plots).
@@ -190,3 +191,24 @@ def means_table(tables, ratio: str = "ratio", spec: str = ".0f") -> pd.DataFrame
         parts = zip(table["ratio"], table["ratio_low"], table["ratio_high"], strict=True)
         shown[ratio] = [ratio_text(*p) for p in parts]
     return shown.set_index(keys) if keys else shown
+
+
+def returns_by_step(table: pd.DataFrame, spec: str = ".0f") -> pd.DataFrame:
+    """:func:`returns_at`'s table with one row per task and algorithm (display names; tasks in
+    the order they first come, and within a task the algorithms in the order they come) and
+    one column per step, ``"mean ± std"`` (``"–"`` where no run has reached it), and
+    ``seeds``, the runs at the last step."""
+    shown = table.assign(
+        method=table["algo"].map(label),
+        text=[mean_std(m, s, spec) for m, s in zip(table["mean"], table["std"], strict=True)],
+    )
+    keys = ["env", "method"]
+    wide = shown.pivot(index=keys, columns="step", values="text")
+    order = shown[keys].drop_duplicates()
+    tasks = {env: i for i, env in enumerate(pd.unique(order["env"]))}
+    order = order.sort_values("env", key=lambda env: env.map(tasks), kind="stable")
+    wide = wide.reindex(pd.MultiIndex.from_frame(order))
+    wide = wide.reindex(columns=sorted(wide.columns)).fillna("–")
+    last = shown[shown["step"] == shown["step"].max()].set_index(keys)["seeds"]
+    wide["seeds"] = last.reindex(wide.index).fillna(0).astype(int)
+    return wide.rename_axis(columns=None)

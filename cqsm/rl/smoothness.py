@@ -241,14 +241,19 @@ def smoothness_summary(table: pd.DataFrame) -> pd.DataFrame:
     """A smoothness table (:data:`COLUMNS`) per algorithm, task and control interval (``dt``,
     seconds): ``runs`` (seeds), ``episodes``, the means over all their episodes of ``rms_rate``
     (action units per second), ``at_face`` (fraction of steps with a coordinate at a face),
-    ``at_face_coord_mean`` (fraction of coordinate-steps at a face) and ``eval_return``, and
-    ``trained`` (the policies' training in the env's native steps' worth of simulated time:
-    ``policy_step dt / native_dt``; the largest where the runs differ)."""
+    ``at_face_coord_mean`` (fraction of coordinate-steps at a face) and ``eval_return``,
+    ``coordinates`` (of the action) and ``trained`` (the policies' training in the env's
+    native steps' worth of simulated time: ``policy_step dt / native_dt``; the largest where
+    the runs differ)."""
     trained = (table["policy_step"] * table["dt"] / table["native_dt"]).round()
-    grouped = table.assign(trained=trained).groupby(["algo", "env", "dt"], sort=True)
+    coordinates = table["at_face_per_coord"].astype(str).str.split().str.len()
+    grouped = table.assign(trained=trained, coordinates=coordinates).groupby(
+        ["algo", "env", "dt"], sort=True
+    )
     return grouped.agg(
         runs=("run", "nunique"),
         episodes=("episode", "size"),
+        coordinates=("coordinates", "max"),
         rms_rate=("rms_rate", "mean"),
         at_face=("at_face", "mean"),
         at_face_coord_mean=("at_face_coord_mean", "mean"),
@@ -262,9 +267,10 @@ def logged_agreement(table: pd.DataFrame, root=None) -> pd.DataFrame:
     first ``n_eval`` measured episodes (the run's own number of evaluation episodes, from its
     ``settings.json``), which are the episodes of its last evaluation, beside the
     ``eval_return`` of its ``results.csv`` at the policy's step, and ``difference``, their
-    relative difference (0 when the measurement reproduces the log). ``root`` is the folder the
-    ``run`` paths are relative to (default: the repository). Runs with fewer measured episodes
-    than ``n_eval``, or no row at that step, get NaN."""
+    relative difference (0 when the measurement reproduces the log), and where the run was
+    trained (``commit`` and ``platform`` from its ``provenance.json``; "" without one). ``root``
+    is the folder the ``run`` paths are relative to (default: the repository). Runs with fewer
+    measured episodes than ``n_eval``, or no row at that step, get NaN."""
     root = Path(root) if root is not None else results.repository_root() or Path.cwd()
     out = []
     for run, episodes in table.groupby("run", sort=True):
@@ -276,6 +282,8 @@ def logged_agreement(table: pd.DataFrame, root=None) -> pd.DataFrame:
         first = episodes.sort_values("episode")["eval_return"].to_numpy()[:n_eval]
         measured = first.mean() if len(first) == n_eval else math.nan
         value = float(logged.iloc[0]) if len(logged) else math.nan
+        made = run_dir / "provenance.json"
+        made = results.read_json(made) if made.exists() else {}
         out.append(
             {
                 "run": run,
@@ -287,6 +295,8 @@ def logged_agreement(table: pd.DataFrame, root=None) -> pd.DataFrame:
                 "measured": measured,
                 "logged": value,
                 "difference": (measured - value) / abs(value) if value else math.nan,
+                "commit": made.get("git", {}).get("commit", ""),
+                "platform": made.get("machine", {}).get("platform", ""),
             }
         )
     return pd.DataFrame(out)
