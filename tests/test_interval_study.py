@@ -9,6 +9,7 @@ from cqsm.rl import results
 from cqsm.rl.interval_study import (
     GRID,
     budget_seconds,
+    every_step_runs,
     grid_returns,
     grid_settings,
     interval_table,
@@ -139,6 +140,11 @@ def test_time_aware_td3_is_td3_at_the_native_interval_and_physical_elsewhere():
             assert horizon == pytest.approx(-T / math.log(0.99))
             assert cell.learning_starts * dt == pytest.approx(td3.learning_starts * T)
     assert [r.control_interval for r in time_aware_runs((0,))[:2]] == [0.01, 0.1]
+    every = every_step_runs((0,))
+    assert [(r.control_interval, r.total_steps, r.updates_per_second) for r in every] == [
+        (0.01, 250_000, 100.0),
+        (0.002, 200_000, 500.0),
+    ]
     # the exploration noise is held for 0.05 s, across calls, and resumes exactly
     agent, loop = time_aware("HalfCheetah-v5", 0.01)
     s = grid_settings("HalfCheetah-v5", "td3", 0.01, 0, "runs", agent, **loop)

@@ -53,6 +53,7 @@ __all__ = [
     "per_step_runs",
     "time_aware",
     "time_aware_runs",
+    "every_step_runs",
     "physical",
     "screen",
     "grid_returns",
@@ -79,29 +80,40 @@ def native_dt(env: str) -> float:
     return resolve_interval(env).dt
 
 
-def budget_seconds(env: str) -> float:
-    """The grid's budget on ``env`` in simulated seconds."""
-    return BUDGET_STEPS * native_dt(env)
+def budget_seconds(env: str, budget_steps: int = BUDGET_STEPS) -> float:
+    """The grid's budget on ``env`` in simulated seconds (``budget_steps`` native steps'
+    worth; a smaller one makes a quick check of the code)."""
+    return budget_steps * native_dt(env)
 
 
 def grid_settings(
-    env: str, algo: str, dt: float, seed: int, out: str, agent: dict | None = None, **loop
+    env: str,
+    algo: str,
+    dt: float,
+    seed: int,
+    out: str,
+    agent: dict | None = None,
+    budget_steps: int = BUDGET_STEPS,
+    **loop,
 ) -> TrainSettings:
     """One cell's run off the native interval: the budget in simulated seconds and one update per
-    native step's worth of it, on the task's presets with ``agent`` and ``loop`` on top."""
+    native step's worth of it, on the task's presets with ``agent`` and ``loop`` on top (``loop``
+    may replace the cell's own loop settings too)."""
     native = native_dt(env)
+    cell = {
+        "total_seconds": budget_seconds(env, budget_steps),
+        "updates_per_second": 1 / native,
+        "eval_every_seconds": EVAL_STEPS * native,
+        "checkpoint_every_seconds": _CHECKPOINT_STEPS * native,
+    }
     return TrainSettings.for_task(
         env,
         algo=algo,
         agent=agent,
         seed=seed,
         control_interval=dt,
-        total_seconds=budget_seconds(env),
-        updates_per_second=1 / native,
-        eval_every_seconds=EVAL_STEPS * native,
-        checkpoint_every_seconds=_CHECKPOINT_STEPS * native,
         out=out,
-        **loop,
+        **(cell | loop),
     )
 
 
@@ -136,6 +148,16 @@ def time_aware_runs(seeds=(0, 1, 2), out: str = "time-aware") -> list:
         agent, loop = time_aware(env, dt)
         runs.append(grid_settings(env, "td3", dt, settings.seed, out, agent, **loop))
     return runs
+
+
+def every_step_runs(seeds=(0, 1, 2), out: str = "every-step") -> list:
+    """TD3 at each task's finest interval with one update per control step, as practitioners
+    who shorten the interval often run it: it tells the updates' share of what is lost there."""
+    return [
+        grid_settings(env, "td3", min(dts), seed, out, updates_per_second=1 / min(dts))
+        for seed in seeds
+        for env, dts in GRID.items()
+    ]
 
 
 def physical(
@@ -204,7 +226,9 @@ def screen(env: str) -> tuple[Variant, ...]:
     return tuple(arms)
 
 
-def grid_returns(rows: pd.DataFrame, native_rows: pd.DataFrame | None = None) -> pd.DataFrame:
+def grid_returns(
+    rows: pd.DataFrame, native_rows: pd.DataFrame | None = None, budget_steps: int = BUDGET_STEPS
+) -> pd.DataFrame:
     """One row per run of the grid: its evaluation at the budget (``return``) and at 10k and 20k
     native steps' worth of simulated time (``return_10k``, ``return_20k``).
 
@@ -220,7 +244,7 @@ def grid_returns(rows: pd.DataFrame, native_rows: pd.DataFrame | None = None) ->
         ["algo", "env", "seed", _interval(rows)], sort=False
     ):
         native = native_dt(env)
-        budget = budget_seconds(env)
+        budget = budget_seconds(env, budget_steps)
 
         def at(seconds, run=run):
             hit = run.loc[np.isclose(run["sim_time"], seconds), "eval_return"]
