@@ -2,13 +2,14 @@
 
 Each subcommand is one ``add_<name>(subparsers, argv)`` function that declares its options and
 sets ``run`` to the function doing the work, which lives in the module the subcommand is about
-(``argv`` lets ``train`` offer the settings of the ``--algo`` given). A new subcommand is one
-more such function in ``SUBCOMMANDS``.
+(``argv`` lets ``train`` and ``sweep`` offer the settings of the algorithms given). A new
+subcommand is one more such function in ``SUBCOMMANDS``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -154,15 +155,33 @@ def add_train(subparsers, argv: list[str]) -> None:
         f"algorithm's settings below are those of --algo {algo} (choose another with "
         f"--algo and ask --help again); algorithms: {', '.join(sorted(ALGOS))}.",
     )
+    _add_train_settings(parser, [algo])
+    parser.set_defaults(run=run_train)
+
+
+def _add_train_settings(parser: argparse.ArgumentParser, algos: list[str], skip=()) -> None:
+    """The options of ``cqsm train``: every loop setting of :class:`TrainSettings` but those in
+    ``skip``, then the settings of each known algorithm in ``algos`` (dest ``agent.<field>``;
+    a setting two of them share is declared once, under the first)."""
     train_group = parser.add_argument_group(
         "training loop (budgets in control steps, or in simulated seconds with the *-seconds "
         "options; not both)"
     )
-    cli_settings.add_arguments(train_group, TrainSettings, skip=("agent", "sources"))
-    if algo in ALGOS:
-        group = parser.add_argument_group(f"{algo} settings")
-        cli_settings.add_arguments(group, agent_class(algo).Settings, dest_prefix="agent.")
-    parser.set_defaults(run=run_train)
+    cli_settings.add_arguments(train_group, TrainSettings, skip=("agent", "sources", *skip))
+    declared: list[str] = []
+    for algo in dict.fromkeys(a for a in algos if a in ALGOS):
+        cls = agent_class(algo).Settings
+        defaults = {f.name: getattr(cls(), f.name) for f in dataclasses.fields(cls)}
+        shared = [name for name in defaults if name in declared]
+        note = None
+        if shared:
+            note = "also takes, declared above: " + ", ".join(
+                f"--{name.replace('_', '-')} ({algo}'s default: {defaults[name]!r})"
+                for name in shared
+            )
+        group = parser.add_argument_group(f"{algo} settings", note)
+        cli_settings.add_arguments(group, cls, dest_prefix="agent.", skip=declared)
+        declared += [name for name in defaults if name not in declared]
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -265,7 +284,128 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS = (add_figures, add_book, add_train, add_evaluate, add_bench)
+def _algos(argv: list[str]) -> list[str]:
+    """The ``--algos`` given on the command line (their settings become options), default cqsm."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--algos", nargs="+", default=["cqsm"])
+    return pre.parse_known_args(argv)[0].algos
+
+
+def add_sweep(subparsers, argv: list[str]) -> None:
+    from cqsm.rl.sweep import ADDRESS_ENV, BACKEND_ENV, BACKENDS
+
+    algos = _algos(argv)
+    parser = subparsers.add_parser(
+        "sweep",
+        help="train every algorithm x env x seed, on worker processes or a Ray cluster (resumable)",
+        description="Train one run for each combination of --algos, --envs and --seeds, each "
+        "made as `cqsm train` makes one (the defaults, the algorithm's published loop "
+        "defaults, the task's presets, then the options given here, which apply to every run) "
+        "into its own folder <out>/<algo>-<env>-s<seed>/. A run already at its total steps is "
+        "skipped and an interrupted one resumed from its checkpoint, so the same command "
+        "continues a sweep. A line is printed as each run ends, and a table of every run "
+        "(run, status, final step, final eval return) at the end; if a run fails, the others "
+        "still run and the exit status is 1. Backends: local (--workers processes on this "
+        "machine, a fresh one per run with --torch-threads torch threads) or ray (each run "
+        "one Ray task with one CPU on the cluster at --address, retried from its checkpoint "
+        "if its worker or node dies; --out must then be an absolute folder on a filesystem "
+        "every node reaches, where the nodes write results and checkpoints). An algorithm's "
+        "settings below are those of the --algos given (ask --help again with others); one "
+        "that several of them have applies to each, one that only some have applies to "
+        f"those. Algorithms: {', '.join(sorted(ALGOS))}.",
+    )
+    grid = parser.add_argument_group("the runs (algos x envs x seeds) and where they run")
+    grid.add_argument(
+        "--algos",
+        nargs="+",
+        default=["cqsm"],
+        metavar="ALGO",
+        help=f"algorithms, each one of {', '.join(sorted(ALGOS))} (default: cqsm)",
+    )
+    grid.add_argument(
+        "--envs",
+        nargs="+",
+        default=["Pendulum-v1"],
+        metavar="ENV",
+        help="Gymnasium environment ids with a Box action space (default: Pendulum-v1)",
+    )
+    grid.add_argument(
+        "--seeds", nargs="+", type=int, default=[0], metavar="N", help="seeds (default: 0)"
+    )
+    grid.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help=f"where the runs train: local worker processes or a Ray cluster (default: the "
+        f"environment variable {BACKEND_ENV}, else local)",
+    )
+    grid.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="local backend: runs side by side, one process each (default: 2; as many as "
+        "there are cores)",
+    )
+    grid.add_argument(
+        "--address",
+        default=None,
+        help="ray backend: the cluster, anything ray.init accepts: host:port of the head node "
+        "(`ray start --head` prints it), auto (the cluster this machine joined), "
+        f"ray://host:10001 (default: the environment variable {ADDRESS_ENV}, else "
+        "RAY_ADDRESS, else the cluster last started here with `ray start`, else a new Ray "
+        "instance on this machine); an address where no head node answers is an error, never "
+        "a hang",
+    )
+    grid.add_argument(
+        "--max-retries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="ray backend: times a run's task is retried when its worker process or node "
+        "dies; each retry resumes from the run's last checkpoint (default: 3)",
+    )
+    _add_train_settings(parser, algos, skip=("algo", "env", "seed", "resume", "progress"))
+    out = parser._option_string_actions["--out"]
+    out.help += (
+        "; with --backend ray an absolute path on a filesystem shared by every node of the "
+        "cluster (results and checkpoints are written there by whichever node trains a run)"
+    )
+    parser.set_defaults(run=run_sweep)
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from cqsm.rl.sweep import sweep_runs
+
+    for algo in args.algos:
+        agent_class(algo)  # an unknown algorithm is refused before anything runs
+    loop = cli_settings.given(args, TrainSettings)
+    runs = [
+        TrainSettings.for_task(
+            env,
+            algo=algo,
+            seed=seed,
+            agent=cli_settings.given(args, agent_class(algo).Settings, dest_prefix="agent."),
+            **loop,
+        )
+        for algo in args.algos
+        for env in args.envs
+        for seed in args.seeds
+    ]
+    grid = " x ".join(", ".join(map(str, values)) for values in (args.algos, args.envs, args.seeds))
+    plural = "s" if len(runs) != 1 else ""
+    print(f"cqsm sweep: {len(runs)} run{plural} ({grid}) into {runs[0].out}", flush=True)
+    sweep_runs(
+        runs,
+        workers=args.workers,
+        backend=args.backend,
+        address=args.address,
+        max_retries=args.max_retries,
+    )
+    return 0
+
+
+SUBCOMMANDS = (add_figures, add_book, add_train, add_sweep, add_evaluate, add_bench)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
 """pyproject.toml, environment.yml and constraints.txt describe the same environment.
 
 - environment.yml (for conda users) lists the same pip requirements as pyproject.toml's
-  dependencies plus its `dev` extra, with the same version ranges;
+  dependencies plus its `dev` and `ray` extras (what `make venv` installs), with the same
+  version ranges;
 - constraints.txt (the exact versions installed and tested here) pins every one of them, each
   pin inside the pyproject range, torch and mujoco included.
 """
@@ -17,7 +18,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
-MIRRORED_EXTRAS = ("dev",)  # extras that environment.yml installs too
+MIRRORED_EXTRAS = ("dev", "ray")  # extras that environment.yml installs too
 
 
 def by_name(lines, source):

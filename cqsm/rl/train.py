@@ -306,6 +306,8 @@ class TrainSettings:
 
     @property
     def run_dir(self) -> Path:
+        """The run's folder: ``out/<algo>-<env>-s<seed>`` (``-dt<seconds>`` before the seed at
+        a control interval other than the env's own)."""
         interval = self.interval
         dt = None if interval.native else interval.dt
         return Path(self.out) / results.run_name(self.algo, self.env, self.seed, dt)
@@ -334,6 +336,8 @@ class TrainResult:
     run_dir: Path
     rows: pd.DataFrame
     agent: Any = field(repr=False)
+    start_step: int = 0
+    """the step this call started from: 0, or the checkpoint's step when it resumed"""
 
 
 def make_env(settings: TrainSettings, explore: bool, render_mode: str | None = None):
@@ -470,6 +474,7 @@ def train(settings: TrainSettings, on_eval=None) -> TrainResult:
         rows = [r for r in saved_rows.to_dict("records") if r["step"] <= step]
         env.reset(seed=s.seed)  # builds the env's generators; their states come next
         _set_rng_states(env, state["rng"])
+    start_step = step
     results.write_json(run_dir / "settings.json", s.record())
 
     writer = None
@@ -594,4 +599,4 @@ def train(settings: TrainSettings, on_eval=None) -> TrainResult:
     )
     if writer is not None:
         writer.close()
-    return TrainResult(run_dir, results.tidy(rows), agent)
+    return TrainResult(run_dir, results.tidy(rows), agent, start_step)
