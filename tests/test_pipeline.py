@@ -215,10 +215,13 @@ def test_unknown_profile_and_chapter_are_named():
 
 
 def test_real_manifest_matches_the_toc():
+    """The toc's notebooks are the manifest's chapters, in order; its other pages (the API
+    reference) are plain MyST pages."""
     manifest = load_manifest(ROOT)
     assert set(manifest.profiles) == {"ci", "book", "paper"}
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    chapters = [d for d in book.toc_files(toc) if d != toc["root"]]
+    pages = [d for d in book.toc_files(toc) if d != toc["root"]]
+    chapters = [d for d in pages if book._is_notebook(ROOT / f"{d}.md")]
     assert chapters == [c.file.with_suffix("").as_posix() for c in manifest.chapters.values()]
     for chapter in manifest.chapters.values():
         assert manifest.figures_of(chapter.name), f"{chapter.name} has no figures"
@@ -580,3 +583,23 @@ def test_built_chapter_shows_no_stray_stderr(name):
         if output.get("name") == "stderr"
     ]
     assert not stray, f"{path} has output on stderr: {stray}"
+
+
+@pytest.mark.built_outputs
+@pytest.mark.parametrize("name", list(REPO_MANIFEST.chapters))
+def test_built_chapter_page_offers_its_executed_notebook(name):
+    """The page's download button offers the chapter as the notebook `cqsm figures` executed,
+    every output included (the book's source of the page, copied to _sources/)."""
+    chapter = REPO_MANIFEST.chapters[name]
+    html = book.html_dir(ROOT, CI)
+    page = _require(html / chapter.file.with_suffix(".html"), "chapter page")
+    source = Path("_sources") / chapter.file.with_suffix(".ipynb")
+    assert f'href="../{source.as_posix()}"' in page.read_text(encoding="utf-8")
+    offered = nbformat.read(_require(html / source, "downloadable notebook"), as_version=4)
+    executed = nbformat.read(executed_notebook(ROOT, CI, chapter), as_version=4)
+
+    def outputs(nb):
+        return [cell.get("outputs", []) for cell in nb.cells]
+
+    assert outputs(offered) == outputs(executed)
+    assert any(outputs(offered)), f"{source} has no outputs"

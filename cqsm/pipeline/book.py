@@ -7,7 +7,8 @@ anything, into ``_build/html/<profile>``.
 
 This module is also the small Sphinx extension that ``_config.yml`` loads: when the book is built
 straight from the chapters' ``.md`` files (``jupyter-book build .``), their figure cells get the
-manifest's captions, as the executed notebooks do.
+manifest's captions, as the executed notebooks do; and the API reference's docstrings keep their
+``Args:`` sections readable.
 """
 
 from __future__ import annotations
@@ -257,9 +258,31 @@ def build_book(root: Path, profile: str, *, strict: bool = False, out=None) -> P
 def setup(app):
     """Sphinx extension, loaded by _config.yml: when the book is built straight from the
     chapters' .md files, their figure cells get the manifest's captions, as the notebooks
-    executed by `cqsm figures` do. Chapters run with their default parameters (profile book)."""
+    executed by `cqsm figures` do. Chapters run with their default parameters (profile book).
+    For the API reference (book/api.md), the ``Args:`` sections of docstrings become field
+    lists (see :func:`_google_sections`)."""
     app.connect("source-read", _caption_chapter_source)
+    app.setup_extension("sphinx.ext.autodoc")
+    app.connect("autodoc-process-docstring", _google_sections)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+_GOOGLE_SECTIONS = {"Args:", "Arguments:", "Returns:", "Raises:", "Yields:"}
+
+
+def _google_sections(app, what, name, obj, options, lines: list[str]) -> None:
+    """autodoc: a docstring of a class or function with Google-style sections (``Args:``) is
+    rewritten by napoleon into field lists. Unlike ``sphinx.ext.napoleon`` itself, this leaves
+    every other docstring alone: napoleon would read the first words of a settings field's
+    docstring, up to a colon (``algorithm: one of ...``), as its type."""
+    if what in ("attribute", "data", "property") or not _GOOGLE_SECTIONS & {
+        line.strip() for line in lines
+    }:
+        return
+    from sphinx.ext.napoleon import Config
+    from sphinx.ext.napoleon.docstring import GoogleDocstring
+
+    lines[:] = GoogleDocstring(lines, Config(), what=what, name=name, obj=obj).lines()
 
 
 def _caption_chapter_source(app, docname: str, source: list[str]) -> None:

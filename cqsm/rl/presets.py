@@ -63,3 +63,5 @@ TASKS: dict[str, dict[str, dict]] = {
     "Hopper-v5": {"cqsm": {"actor": "feynman_kac", "lam": 0.0005}},
     "Ant-v5": {"train/td3": {"learning_starts": 10_000}},
 }
+"""The per-task settings, by env id: ``"train"`` (loop settings of every algorithm),
+``"train/<algo>"`` (loop settings of one) and ``"<algo>"`` (that algorithm's own settings)."""

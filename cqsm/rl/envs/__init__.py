@@ -91,8 +91,8 @@ def resolve_interval(env_id: str, control_interval: float | None = None) -> Inte
 
 def make(env_id: str, control_interval: float | None = None, **kwargs) -> gym.Env:
     """``gymnasium.make`` at a control interval in seconds (None: the env's own), wrapped in a
-    :class:`ControlInterval` that says how the interval is realised; an unknown id gets an error
-    that names the closest registered ones."""
+    :class:`~cqsm.rl.envs.interval.ControlInterval` that says how the interval is realised; an
+    unknown id gets an error that names the closest registered ones."""
     interval = resolve_interval(env_id, control_interval)
     if not interval.native and interval.frame_skip is not None:
         kwargs["frame_skip"] = interval.frame_skip
