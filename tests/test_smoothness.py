@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from test_train import tiny
 
 from cqsm.rl import results, smoothness
 from cqsm.rl.smoothness import (
@@ -16,7 +17,7 @@ from cqsm.rl.smoothness import (
     smoothness_summary,
     write_smoothness,
 )
-from cqsm.rl.train import TrainSettings, train
+from cqsm.rl.train import train
 
 
 def test_a_sine_has_the_mean_squared_rate_of_its_differences():
@@ -81,16 +82,12 @@ def test_bad_input_is_refused_naming_what_is_wrong(actions, dt, low, high, match
 
 
 def test_a_trained_run_is_measured_on_the_protocols_episodes(tmp_path, monkeypatch):
-    settings = TrainSettings.for_task(
-        "Pendulum-v1",
+    settings = tiny(
+        tmp_path / "runs",
         total_steps=300,
         learning_starts=100,
         eval_every=300,
-        n_eval=2,
         checkpoint_every=300,
-        batch_size=32,
-        out=str(tmp_path / "runs"),
-        progress=False,
         agent={"hidden": (16, 16)},
     )
     run = train(settings).run_dir
