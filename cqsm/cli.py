@@ -133,15 +133,16 @@ def run_book(args: argparse.Namespace) -> int:
     return 0
 
 
-def _algo(argv: list[str]) -> str:
-    """The ``--algo`` given on the command line (its settings become options), default cqsm."""
+def _given(argv: list[str], flag: str, **kwargs):
+    """What ``flag`` (``--algo`` or ``--algos``: the algorithms whose settings become
+    options) is on the command line, before the whole parser exists; default cqsm."""
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--algo", default="cqsm")
-    return pre.parse_known_args(argv)[0].algo
+    pre.add_argument(flag, **kwargs)
+    return getattr(pre.parse_known_args(argv)[0], flag.lstrip("-"))
 
 
 def add_train(subparsers, argv: list[str]) -> None:
-    algo = _algo(argv)
+    algo = _given(argv, "--algo", default="cqsm")
     parser = subparsers.add_parser(
         "train",
         help="train an agent on a Gymnasium environment (resumable)",
@@ -284,17 +285,10 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _algos(argv: list[str]) -> list[str]:
-    """The ``--algos`` given on the command line (their settings become options), default cqsm."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--algos", nargs="+", default=["cqsm"])
-    return pre.parse_known_args(argv)[0].algos
-
-
 def add_sweep(subparsers, argv: list[str]) -> None:
     from cqsm.rl.sweep import ADDRESS_ENV, BACKEND_ENV, BACKENDS
 
-    algos = _algos(argv)
+    algos = _given(argv, "--algos", nargs="+", default=["cqsm"])
     parser = subparsers.add_parser(
         "sweep",
         help="train every algorithm x env x seed, on worker processes or a Ray cluster (resumable)",
