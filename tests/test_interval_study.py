@@ -42,6 +42,22 @@ def test_the_committed_grid_runs_are_the_librarys_cells():
     assert checked >= 20
 
 
+def test_the_committed_screen_runs_are_the_librarys_arms():
+    root = results.repository_root() / "paper_figures/results/control_interval/screen"
+    checked = 0
+    for env in GRID:
+        for arm in screen(env):
+            settings = arm.settings(env, 0, 50_000, str(root))
+            saved = settings.run_dir / "settings.json"
+            if saved.exists():
+                free = {"out", "sources", "resume", "progress"}
+                saved = migrate_settings(results.read_json(saved))
+                changed = results.changed_settings(saved, settings, free)
+                assert not changed, (settings.run_dir, changed)
+                checked += 1
+    assert checked >= 7
+
+
 def test_the_grid_budget_is_fixed_in_simulated_seconds():
     assert budget_seconds("HalfCheetah-v5") == pytest.approx(2500.0)
     assert budget_seconds("Hopper-v5") == pytest.approx(400.0)
