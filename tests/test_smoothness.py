@@ -13,6 +13,7 @@ from cqsm.rl.smoothness import (
     COLUMNS,
     action_smoothness,
     logged_agreement,
+    price_of_speed,
     run_smoothness,
     smoothness_summary,
     write_smoothness,
@@ -189,3 +190,23 @@ def test_measured_episodes_are_checked_against_the_runs_log(tmp_path):
     results.write_json(tmp_path / table["run"].iloc[0] / "provenance.json", made)
     checked = logged_agreement(table, root=tmp_path).set_index(["algo", "seed"])
     assert checked.loc[("td3", 0), ["commit", "platform"]].tolist() == ["abc", "Linux-x"]
+
+
+def test_the_price_of_speed_against_a_hand_computation(tmp_path):
+    rows = []
+    for arm, lam, msr in (("exact", 1e-6, 1000.0), ("priced", 0.01, 400.0)):
+        run = tmp_path / arm / "cqsm-HalfCheetah-v5-s0"
+        run.mkdir(parents=True)
+        results.write_json(run / "settings.json", {"agent": {"lam": lam}})
+        for episode, ret in ((0, 2000.0), (1, 1000.0)):
+            rows.append(
+                {"env": "HalfCheetah-v5", "run": str(run), "episode": episode, "steps": 1001}
+                | {"dt": 0.05, "native_dt": 0.05, "mean_sq_rate": msr, "eval_return": ret}
+            )
+    cost = price_of_speed(pd.DataFrame(rows), "exact").set_index("arm")
+    # 50 s episodes: penalty 0.01/2 * 400 * 50 = 100 each, reward (2000 + 1000) * 0.05
+    assert cost.loc["priced", "penalty_per_second"] == pytest.approx(2.0)
+    assert cost.loc["priced", "share"] == pytest.approx(200 / 150)
+    assert cost.loc["priced", "rate_vs_reference"] == pytest.approx(0.4)
+    assert cost.loc["exact", "rate_vs_reference"] == 1.0
+    assert math.isnan(price_of_speed(pd.DataFrame(rows), "none")["rate_vs_reference"][0])

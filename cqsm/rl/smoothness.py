@@ -51,6 +51,7 @@ __all__ = [
     "write_smoothness",
     "smoothness_summary",
     "logged_agreement",
+    "price_of_speed",
 ]
 
 FACE_TOL = 1e-3
@@ -300,3 +301,38 @@ def logged_agreement(table: pd.DataFrame, root=None) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(out)
+
+
+def price_of_speed(table: pd.DataFrame, reference: str, root=None) -> pd.DataFrame:
+    """What a CQSM run's price on action speed costs: per run of a smoothness table of CQSM
+    runs (one folder per arm: the arm is the run folder's parent), its ``lam`` (from its
+    ``settings.json``), the mean squared action rate over its episodes (``mean_sq_rate``; in
+    evaluation the action moves by the score alone, so it is the mean of ``|Psi|^2``), the
+    penalty per second ``lam/2 mean_sq_rate``, its ``share`` of the reward, the penalty's
+    integral over the measured episodes over the reward's (``eval_return`` is in native units,
+    so the reward's integral is ``eval_return * native_dt``; NaN where the reward is not
+    positive), and ``rate_vs_reference``, the mean squared rate over that of the ``reference``
+    arm on the same task (NaN without one). ``root`` as in :func:`logged_agreement`."""
+    root = Path(root) if root is not None else results.repository_root() or Path.cwd()
+    out = []
+    for run, episodes in table.groupby("run", sort=True):
+        run_dir = Path(run) if Path(run).is_absolute() else root / run
+        lam = float(results.read_json(run_dir / "settings.json")["agent"]["lam"])
+        seconds = (episodes["steps"] - 1) * episodes["dt"]
+        penalty = (0.5 * lam * episodes["mean_sq_rate"] * seconds).sum()
+        reward = (episodes["eval_return"] * episodes["native_dt"]).sum()
+        out.append(
+            {
+                "arm": run_dir.parent.name,
+                "env": episodes["env"].iloc[0],
+                "run": run,
+                "lam": lam,
+                "mean_sq_rate": float(episodes["mean_sq_rate"].mean()),
+                "penalty_per_second": 0.5 * lam * float(episodes["mean_sq_rate"].mean()),
+                "share": penalty / reward if reward > 0 else math.nan,
+            }
+        )
+    out = pd.DataFrame(out)
+    own = out.set_index(["env", "arm"])["mean_sq_rate"]
+    base = [own.get((env, reference), math.nan) for env in out["env"]]
+    return out.assign(rate_vs_reference=out["mean_sq_rate"] / base)
