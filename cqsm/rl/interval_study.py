@@ -117,18 +117,24 @@ def grid_settings(
     )
 
 
+def _off_native(seeds):
+    """``(seed, env, dt)`` of every cell off the native interval: seeds in rounds (a grid cut
+    short stays balanced), the extreme intervals of each task first."""
+    for seed in seeds:
+        for env, intervals in GRID.items():
+            off = [dt for dt in intervals if not math.isclose(dt, native_dt(env))]
+            for dt in [off[0], off[-1], *off[1:-1]]:
+                yield seed, env, dt
+
+
 def per_step_runs(seeds=(0, 1, 2), out: str = "per-step", algos=("td3", "sac")) -> list:
     """TD3's and SAC's cells off the native interval, as practitioners run them: seeds in
     rounds (a grid cut short stays balanced), the extreme intervals of each task first."""
-    runs = []
-    for seed in seeds:
-        for env, intervals in GRID.items():
-            native = native_dt(env)
-            off = [dt for dt in intervals if not math.isclose(dt, native)]
-            extremes_first = [off[0], off[-1], *off[1:-1]]
-            for dt in extremes_first:
-                runs += [grid_settings(env, algo, dt, seed, out) for algo in algos]
-    return runs
+    return [
+        grid_settings(env, algo, dt, seed, out)
+        for seed, env, dt in _off_native(seeds)
+        for algo in algos
+    ]
 
 
 def time_aware(env: str, dt: float) -> tuple[dict, dict]:
@@ -143,10 +149,9 @@ def time_aware(env: str, dt: float) -> tuple[dict, dict]:
 def time_aware_runs(seeds=(0, 1, 2), out: str = "time-aware") -> list:
     """Time-aware TD3's cells off the native interval, in the order of :func:`per_step_runs`."""
     runs = []
-    for settings in per_step_runs(seeds, out, algos=("td3",)):
-        env, dt = settings.env, settings.control_interval
+    for seed, env, dt in _off_native(seeds):
         agent, loop = time_aware(env, dt)
-        runs.append(grid_settings(env, "td3", dt, settings.seed, out, agent, **loop))
+        runs.append(grid_settings(env, "td3", dt, seed, out, agent, **loop))
     return runs
 
 

@@ -263,6 +263,14 @@ def smoothness_summary(table: pd.DataFrame) -> pd.DataFrame:
     ).astype({"trained": int})
 
 
+def _runs(table: pd.DataFrame, root):
+    """``(run, its folder, its episodes)`` for each run of a smoothness table, the ``run``
+    paths taken relative to ``root`` (default: the repository)."""
+    root = Path(root) if root is not None else results.repository_root() or Path.cwd()
+    for run, episodes in table.groupby("run", sort=True):
+        yield run, Path(run) if Path(run).is_absolute() else root / run, episodes
+
+
 def logged_agreement(table: pd.DataFrame, root=None) -> pd.DataFrame:
     """Each run of a smoothness table against what its training logged: the mean return of its
     first ``n_eval`` measured episodes (the run's own number of evaluation episodes, from its
@@ -272,10 +280,8 @@ def logged_agreement(table: pd.DataFrame, root=None) -> pd.DataFrame:
     trained (``commit`` and ``platform`` from its ``provenance.json``; "" without one). ``root``
     is the folder the ``run`` paths are relative to (default: the repository). Runs with fewer
     measured episodes than ``n_eval``, or no row at that step, get NaN."""
-    root = Path(root) if root is not None else results.repository_root() or Path.cwd()
     out = []
-    for run, episodes in table.groupby("run", sort=True):
-        run_dir = Path(run) if Path(run).is_absolute() else root / run
+    for run, run_dir, episodes in _runs(table, root):
         n_eval = int(results.read_json(run_dir / "settings.json")["n_eval"])
         step = int(episodes["policy_step"].iloc[0])
         logged = pd.read_csv(run_dir / "results.csv")
@@ -313,10 +319,8 @@ def price_of_speed(table: pd.DataFrame, reference: str, root=None) -> pd.DataFra
     so the reward's integral is ``eval_return * native_dt``; NaN where the reward is not
     positive), and ``rate_vs_reference``, the mean squared rate over that of the ``reference``
     arm on the same task (NaN without one). ``root`` as in :func:`logged_agreement`."""
-    root = Path(root) if root is not None else results.repository_root() or Path.cwd()
     out = []
-    for run, episodes in table.groupby("run", sort=True):
-        run_dir = Path(run) if Path(run).is_absolute() else root / run
+    for run, run_dir, episodes in _runs(table, root):
         lam = float(results.read_json(run_dir / "settings.json")["agent"]["lam"])
         seconds = (episodes["steps"] - 1) * episodes["dt"]
         penalty = (0.5 * lam * episodes["mean_sq_rate"] * seconds).sum()
