@@ -185,8 +185,11 @@ def test_one_way_to_build_settings():
     assert layered.sources["batch_size"] == "algorithm"
     assert layered.sources["seed"] == "user" and layered.sources["n_eval"] == "default"
     cqsm = TrainSettings.for_task("Hopper-v5", agent={"sigma_a": 0.5})
-    assert cqsm.sources["agent.lam"] == "task" and cqsm.sources["agent.sigma_a"] == "user"
+    assert cqsm.sources["agent.lam"] == "physical" and cqsm.sources["agent.sigma_a"] == "user"
     assert cqsm.sources["agent.tau"] == "default"
+    assert cqsm.sources["learning_starts"] == "physical (learning_starts_seconds=16.0)"
+    lq = TrainSettings.for_task("cqsm/LinearQuadratic-v0")  # the problem's own row instead
+    assert lq.sources["agent.lam"] == "task" and lq.sources["agent.relaxation"] == "default"
     # the constructor on the same explicit values gives the same settings
     again = TrainSettings(**{k: v for k, v in layered.__dict__.items() if k != "sources"})
     assert results.plain(again) | {"sources": 0} == results.plain(layered) | {"sources": 0}
@@ -268,8 +271,8 @@ def test_a_run_at_another_interval_loads_and_evaluates_there(tmp_path, capsys):
 
 
 def test_a_run_saved_before_the_interval_setting_resumes_and_migrates(tmp_path):
-    whole = train(tiny(tmp_path / "whole", total_steps=400))
-    old = tiny(tmp_path / "old", total_steps=200)
+    whole = train(tiny(tmp_path / "whole", total_steps=400, task_presets=False))
+    old = tiny(tmp_path / "old", total_steps=200, task_presets=False)
     train(old)
     # its settings.json and rows as the code before the control interval wrote them
     path = old.run_dir / "settings.json"
@@ -283,7 +286,7 @@ def test_a_run_saved_before_the_interval_setting_resumes_and_migrates(tmp_path):
     assert sorted(migrate.migrate_run(old.run_dir, write=False)) == sorted(
         [str(path), str(old.run_dir / "results.csv")]
     )
-    resumed = train(tiny(tmp_path / "old", total_steps=400, resume=True))
+    resumed = train(tiny(tmp_path / "old", total_steps=400, resume=True, task_presets=False))
     timing = ["sps", "wall_time"]
     pd.testing.assert_frame_equal(
         resumed.rows.drop(columns=timing), whole.rows.drop(columns=timing)

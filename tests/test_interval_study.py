@@ -15,12 +15,14 @@ from cqsm.rl.interval_study import (
     interval_table,
     native_dt,
     per_step_runs,
-    physical,
     screen,
+    screen_choice,
+    screen_knobs,
     time_aware,
     time_aware_runs,
 )
 from cqsm.rl.migrate import migrate_settings
+from cqsm.rl.presets import physical
 from cqsm.rl.train import TrainSettings
 
 COMMITTED = "paper_figures/results/control_interval/per-step"
@@ -183,3 +185,57 @@ def test_time_aware_td3_is_td3_at_the_native_interval_and_physical_elsewhere():
         torch.manual_seed(1)
         draws.append(torch.stack([agent.draw_noise(torch.zeros(6)) for _ in range(3)]))
     assert torch.equal(*draws)
+
+
+def test_cqsm_train_defaults_to_one_setting_in_physical_units_on_any_env():
+    from cqsm.rl.envs import EnvError
+    from cqsm.rl.presets import PHYSICAL, default, half_width
+
+    for env in ("Pendulum-v1", "InvertedPendulum-v5", *GRID, "Walker2d-v5", "Ant-v5"):
+        T, h = native_dt(env), half_width(env)
+        made = TrainSettings.for_task(env)
+        tau = PHYSICAL["relaxation_intervals"] * T
+        assert made.agent.relaxation == pytest.approx(tau)
+        assert made.agent.relaxation_step == "exact"
+        assert made.agent.sigma_a * math.sqrt(T) == pytest.approx(0.1 * h)
+        assert made.agent.lam == pytest.approx(PHYSICAL["lag_price"] * tau**2 / h**2, rel=1e-5)
+        assert made.sources["agent.lam"] == "physical"
+        # the same agent, warm-up time and hold at any control interval: all set from T
+        for dt in GRID.get(env, (2 * T,)):  # frame skips, or whole repeats
+            other = TrainSettings.for_task(env, control_interval=dt)
+            assert other.agent == made.agent
+            assert other.learning_starts * dt == pytest.approx(made.learning_starts * T)
+            assert other.warmup_hold == made.warmup_hold == T
+        # the user's settings win, and task_presets=False is the library's defaults
+        assert TrainSettings.for_task(env, agent={"lam": 0.3}).agent.lam == 0.3
+        assert TrainSettings.for_task(env, task_presets=False).agent.relaxation is None
+    assert default("Hopper-v5", "td3") == ({}, {})  # CQSM's alone
+    assert default("cqsm/LinearQuadratic-v0", "cqsm") == ({}, {})  # the problem's own row
+    with pytest.raises(EnvError, match="one-dimensional Box"):
+        TrainSettings.for_task("CartPole-v1")
+
+
+def test_the_default_is_the_screens_choice_on_the_committed_runs():
+    """PHYSICAL is what the screen's stated rule picks from the committed runs: the priced arm
+    (action rate at most 0.9 of the unpriced arm's on both tasks) with the highest mean share
+    of TD3's return at 50k steps."""
+    from cqsm.rl.compare import returns_at
+    from cqsm.rl.presets import PHYSICAL
+    from cqsm.rl.smoothness import price_of_speed
+    from cqsm.rl.study import read_study
+
+    root = results.repository_root() / "paper_figures/results"
+    folder = root / "control_interval/screen"
+    arms = screen("Hopper-v5")
+    screened = read_study(folder, arms)
+    assert {(v.name, env) for v in arms for env in GRID} <= set(
+        zip(screened.variant, screened.env, strict=True)
+    ), "every arm has run on both tasks"
+    td3 = results.read_runs(root / "ch07_locomotion", algo="td3", env=list(GRID))
+    at = returns_at(pd.concat([screened.assign(algo=screened.variant), td3]), [50_000])
+    cost = price_of_speed(pd.read_csv(folder / "smoothness.csv"), reference="exact")
+    cost = cost[cost.arm.isin([v.name for v in arms])]
+    choice = screen_choice(at, cost)
+    assert set(choice.index) == {v.name for v in arms}, "every arm's policy is measured"
+    assert choice["priced"].iloc[0]
+    assert screen_knobs(choice.index[0]) == PHYSICAL

@@ -29,10 +29,16 @@ def test_variants_override_only_what_they_name(tmp_path):
         ("projected", 1),
     ]
     ref, proj = runs[0], runs[1]
-    assert (ref.agent.boundary, proj.agent.boundary) == ("reflect", "project")
-    assert (ref.batch_size, proj.batch_size) == (256, 64)
-    assert ref.agent.lam == proj.agent.lam == 0.01  # the task's preset stays under both
-    assert ref.learning_starts == proj.learning_starts == 1_000
+    default = TrainSettings.for_task("Pendulum-v1")  # CQSM's physical default on the task
+    assert (ref.agent.boundary, proj.agent.boundary) == (default.agent.boundary, "project")
+    assert (ref.batch_size, proj.batch_size) == (default.batch_size, 64)
+    assert ref.agent.lam == proj.agent.lam == default.agent.lam  # it stays under both
+    assert ref.learning_starts == proj.learning_starts == default.learning_starts
+    # per-task settings on top, and the library's defaults instead of the task's
+    arm = Variant("arm", {"lam": 0.1}, tasks={"Hopper-v5": ({"lam": 0.2}, {"batch_size": 7})})
+    on = {env: arm.settings(env, 0, 100, tmp_path) for env in ("Pendulum-v1", "Hopper-v5")}
+    assert (on["Pendulum-v1"].agent.lam, on["Hopper-v5"].agent.lam) == (0.1, 0.2)
+    assert (on["Pendulum-v1"].batch_size, on["Hopper-v5"].batch_size) == (100, 7)
 
 
 def test_a_study_runs_and_reads_back(tmp_path):

@@ -118,20 +118,21 @@ def test_exploding_critic_is_caught(tmp_path):
 
 
 def test_run_folder_is_protected(tmp_path):
-    train(tiny(tmp_path, total_steps=200))
+    # on the library's defaults: a run saved before a setting existed had its default
+    train(tiny(tmp_path, task_presets=False, total_steps=200))
     with pytest.raises(results.RunError, match="already holds a run"):
-        train(tiny(tmp_path, total_steps=200))
+        train(tiny(tmp_path, task_presets=False, total_steps=200))
     with pytest.raises(results.RunError, match="different settings.*batch_size"):
-        train(tiny(tmp_path, total_steps=200, batch_size=64, resume=True))
+        train(tiny(tmp_path, task_presets=False, total_steps=200, batch_size=64, resume=True))
     # a run saved before a setting existed resumes while the setting keeps its default
-    saved_path = tiny(tmp_path).run_dir / "settings.json"
+    saved_path = tiny(tmp_path, task_presets=False).run_dir / "settings.json"
     saved = results.read_json(saved_path)
     del saved["agent"]["target_noise"], saved["max_abs_q"]
     results.write_json(saved_path, saved)
-    train(tiny(tmp_path, total_steps=400, resume=True))
+    train(tiny(tmp_path, task_presets=False, total_steps=400, resume=True))
     with pytest.raises(results.RunError, match="different settings.*target_noise"):
         agent = {"hidden": (32, 32), "target_noise": 0.1}
-        train(tiny(tmp_path, total_steps=600, resume=True, agent=agent))
+        train(tiny(tmp_path, task_presets=False, total_steps=600, resume=True, agent=agent))
     # a setting since removed reads as before at the value where it did nothing, and a run
     # made with another value is refused, whatever the rows say
     saved = results.read_json(saved_path)
@@ -139,14 +140,14 @@ def test_run_folder_is_protected(tmp_path):
     assert migrate.migrate_settings(results.read_json(saved_path)) == saved
     results.write_json(saved_path, saved | {"agent": saved["agent"] | {"q_unit": 0.05}})
     with pytest.raises(migrate.RemovedSetting, match="q_unit = 0.05, a setting since removed"):
-        train(tiny(tmp_path, total_steps=600, resume=True))
+        train(tiny(tmp_path, task_presets=False, total_steps=600, resume=True))
     with pytest.raises(migrate.RemovedSetting):
-        load_run(tiny(tmp_path).run_dir)
+        load_run(tiny(tmp_path, task_presets=False).run_dir)
     results.write_json(saved_path, saved)
-    checkpoint = tiny(tmp_path).run_dir / "checkpoint.pt"
+    checkpoint = tiny(tmp_path, task_presets=False).run_dir / "checkpoint.pt"
     checkpoint.write_bytes(b"not a checkpoint")
     with pytest.raises(results.RunError, match="corrupt"):
-        train(tiny(tmp_path, total_steps=400, resume=True))
+        train(tiny(tmp_path, task_presets=False, total_steps=400, resume=True))
 
 
 def test_a_run_saved_before_the_exact_relaxation_reads_as_it_was_made():
@@ -229,7 +230,7 @@ def test_record_writes_an_animated_gif(tmp_path):
 
 
 def test_terminated_stops_bootstrapping_truncated_does_not():
-    settings = TrainSettings.for_task("Pendulum-v1")
+    settings = TrainSettings.for_task("Pendulum-v1", task_presets=False)
     env = make_env(settings, explore=True)
     agent = CQSMAgent(settings.agent, env)
     obs = torch.randn(4, 4)

@@ -5,15 +5,16 @@
 
 :data:`VARIANTS` are the screening arms on HalfCheetah-v5, the reference first; every other arm
 changes one thing relative to the arm its note names. They stand on the library's defaults, not
-on the tasks' presets (``task_presets=False``): the presets now hold the recipe this study found,
-and an arm must stay what it was when it ran. Their committed runs live in
+on the tasks' presets (``task_presets=False``): an arm must stay what it was when it ran, whatever
+the presets and defaults become. Their committed runs live in
 ``paper_figures/results/ch08_cqsm_study/<arm name>/``, so an arm's name and settings never
 change. An arm run with an option that has since been removed says so in ``removed``: its rows
 are read, it is never re-run.
 
 The building blocks (:data:`FK`, :data:`TD3_OPTIMISER`, ...) are the agent and loop settings the
 arms combine; :data:`HOPPER_LIMIT` carries HalfCheetah's recipe to Hopper-v5 and :data:`RECIPE` is
-the tasks' presets, whose Hopper runs are the reference arm's.
+what the study kept on each task (``cqsm train``'s default until chapter 9 set one in physical
+units), whose Hopper runs are the reference arm's.
 """
 
 from __future__ import annotations
@@ -191,8 +192,17 @@ HOPPER_LIMIT = Variant(
 
 RECIPE = Variant(
     "recipe",
+    tasks={
+        "HalfCheetah-v5": (
+            LOCOMOTION | {"relaxation": 0.05, "sigma_a": 0.45},
+            {"learning_starts": 10_000, "batch_size": 100},
+        ),
+        "Hopper-v5": (FK, {}),
+    },
+    task_presets=False,
     runs_of={"Hopper-v5": VARIANTS[0]},
-    note="the task's presets (cqsm.rl.presets.TASKS): cqsm train's defaults",
+    note="what the study kept on each task (cqsm train's default until chapter 9)",
 )
-"""What the study kept: the tasks' presets. On Hopper-v5 they are the reference arm's settings,
-so the recipe's runs there are that arm's runs."""
+"""What the study kept, per task: on HalfCheetah-v5 ``fk-relax-td3-all-warmup`` (LOCOMOTION at
+the control interval, with 0.1 of noise per step), on Hopper-v5 the reference arm's settings, so
+the recipe's runs there are that arm's runs. Until chapter 9 these were the tasks' presets."""

@@ -21,17 +21,19 @@ per-step constant into physical time from the env's own interval ``T``: the disc
 warm-up draw held for ``T`` seconds, and the warm-up as long in seconds as TD3's in native steps.
 At the native interval it is TD3 itself, so its native cell is TD3's.
 
-**CQSM's candidates** (:func:`physical`, :func:`screen`) are set in physical units from the
-env's own interval ``T`` alone, a property of the task that does not change with the control
-interval: the relaxation time ``k T``, integrated exactly, a noise of 0.1 per ``sqrt(T)``
-(``sigma_a sqrt(T) = 0.1``), the discount rate ``-ln(0.99) / T``, a price on the lag between
-the score's target and the action, ``lam = c tau^2`` (the running penalty is then
-``(c/2)|g - a|^2`` per second at any interval), a warm-up of whole time limits in seconds, and
-each warm-up draw held for ``T``.
+**CQSM's candidates** (:func:`screen`, by :func:`cqsm.rl.presets.physical`) are set in
+physical units from the env's own interval ``T``, action box and time limit, properties of the
+task that do not change with the control interval: the relaxation time ``k T``, integrated
+exactly, a noise of 0.1 box half-widths per ``sqrt(T)``, the discount rate ``-ln(0.99) / T``, a
+price on the lag between the score's target and the action, ``lam = c tau^2 / h^2`` (the running
+penalty is then ``(c/2)|g - a|^2 / h^2`` per second at any interval), a warm-up of whole time
+limits in seconds, and each warm-up draw held for ``T``. The one chosen is
+:data:`cqsm.rl.presets.PHYSICAL`, ``cqsm train``'s default.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -39,7 +41,7 @@ import pandas as pd
 
 from cqsm.rl.compare import bootstrap_ci, label
 from cqsm.rl.envs import resolve_interval
-from cqsm.rl.presets import LOCOMOTION
+from cqsm.rl.presets import physical
 from cqsm.rl.study import Variant
 from cqsm.rl.train import TrainSettings
 
@@ -51,11 +53,14 @@ __all__ = [
     "budget_seconds",
     "grid_settings",
     "per_step_runs",
+    "cqsm_runs",
+    "native_runs",
     "time_aware",
     "time_aware_runs",
     "every_step_runs",
-    "physical",
     "screen",
+    "screen_knobs",
+    "screen_choice",
     "grid_returns",
     "interval_table",
 ]
@@ -137,6 +142,29 @@ def per_step_runs(seeds=(0, 1, 2), out: str = "per-step", algos=("td3", "sac")) 
     ]
 
 
+def cqsm_runs(seeds=(0, 1, 2), out: str = "cqsm") -> list:
+    """CQSM's cells off the native interval with ``cqsm train``'s one default
+    (:data:`cqsm.rl.presets.PHYSICAL`), unchanged across intervals: each task's extreme
+    intervals for every seed first, then the others."""
+    cells = list(_off_native(seeds))
+    extreme = {env: (min(dts), max(dts)) for env, dts in GRID.items()}
+    first = [c for c in cells if c[2] in extreme[c[1]]]
+    return [
+        grid_settings(env, "cqsm", dt, seed, out)
+        for seed, env, dt in first + [c for c in cells if c not in first]
+    ]
+
+
+def native_runs(algo: str = "cqsm", seeds=(0, 1, 2), out: str = "native") -> list:
+    """The native cells of an algorithm that chapter 7 did not run: ``cqsm train``'s defaults
+    at each task's own interval for chapter 7's 100k steps (read at the grid's budget)."""
+    return [
+        TrainSettings.for_task(env, algo=algo, seed=seed, total_steps=2 * BUDGET_STEPS, out=out)
+        for seed in seeds
+        for env in GRID
+    ]
+
+
 def time_aware(env: str, dt: float) -> tuple[dict, dict]:
     """Time-aware TD3's agent and loop settings on ``env`` at a control interval of ``dt``
     seconds: every per-step constant of TD3's defaults and presets in physical time."""
@@ -165,34 +193,6 @@ def every_step_runs(seeds=(0, 1, 2), out: str = "every-step") -> list:
     ]
 
 
-def physical(
-    env: str,
-    lag_price: float = 0.0,
-    relaxation_intervals: float = 1.0,
-    warmup_limits: float = 10.0,
-    **agent,
-) -> tuple[dict, dict]:
-    """CQSM's agent and loop settings on ``env`` in physical units, from its own interval
-    ``T``: relaxation time ``relaxation_intervals * T`` integrated exactly, ``sigma_a sqrt(T) =
-    0.1``, ``lam = lag_price * relaxation^2`` (1e-6 at ``lag_price = 0``), the warm-up
-    ``warmup_limits`` time limits long with each draw held for ``T``; chapter 8's recipe for
-    the rest (:data:`cqsm.rl.presets.LOCOMOTION`), and ``agent`` on top."""
-    native = resolve_interval(env)
-    tau = relaxation_intervals * native.dt
-    settings = LOCOMOTION | {
-        "relaxation": tau,
-        "relaxation_step": "exact",
-        "sigma_a": 0.1 / math.sqrt(native.dt),
-        "lam": float(f"{lag_price * tau**2:.6g}") if lag_price > 0 else 1e-6,
-    }
-    loop = {
-        "batch_size": 100,
-        "learning_starts_seconds": warmup_limits * native.episode_steps * native.dt,
-        "warmup_hold": native.dt,
-    }
-    return settings | agent, loop
-
-
 _SCREEN = (
     ("exact", {}, "chapter 8's recipe with the exact relaxation (lam = 1e-6)"),
     ("lag0.1", {"lag_price": 0.1}, "exact + a price of 0.1 per unit of lag squared"),
@@ -215,6 +215,52 @@ _SCREEN = (
         "warm-up of two time limits",
     ),
 )
+
+
+_SCREEN_BY_NAME = {name: knobs for name, knobs, _ in _SCREEN}
+
+
+def screen_knobs(name: str) -> dict:
+    """The arguments of :func:`cqsm.rl.presets.physical` that make the screen's arm ``name``,
+    every one given (its defaults filled in): the form of :data:`cqsm.rl.presets.PHYSICAL`."""
+    given = inspect.signature(physical).parameters.values()
+    defaults = {p.name: p.default for p in given if p.default is not inspect.Parameter.empty}
+    return defaults | _SCREEN_BY_NAME[name]
+
+
+def screen_choice(
+    at_steps: pd.DataFrame,
+    cost: pd.DataFrame,
+    step: int = BUDGET_STEPS,
+    reference: str = "td3",
+    bound: float = 0.9,
+) -> pd.DataFrame:
+    """The screen's rule for the one setting, as a table of its arms (index ``arm``), the chosen
+    first. An arm is ``priced`` where its price shapes the policy on every task: its mean squared
+    action rate at most ``bound`` times the unpriced arm's (``cost`` of
+    :func:`cqsm.rl.smoothness.price_of_speed`, ``rate_vs_reference``). Priced arms rank above
+    the others, and within each group by ``mean share``, the mean over tasks of the arm's return
+    at ``step`` (``at_steps`` of :func:`cqsm.rl.compare.returns_at`, algo = arm name) as a share
+    of ``reference``'s mean there."""
+    means = at_steps[at_steps["step"] == step].set_index(["env", "algo"])["mean"]
+    envs = sorted(set(cost["env"]))
+    rows = []
+    for arm, group in cost.groupby("arm", sort=False):
+        rate = group.set_index("env")["rate_vs_reference"]
+        shares = {
+            f"share {env}": means.get((env, arm), np.nan) / means.get((env, reference), np.nan)
+            for env in envs
+        }
+        rows.append(
+            {
+                "arm": arm,
+                **shares,
+                "mean share": float(np.mean(list(shares.values()))),
+                "priced": bool(all(rate.get(env, np.nan) <= bound for env in envs)),
+            }
+        )
+    table = pd.DataFrame(rows).set_index("arm")
+    return table.sort_values(["priced", "mean share"], ascending=False)
 
 
 def screen(env: str) -> tuple[Variant, ...]:

@@ -10,8 +10,9 @@ budget, resumable as one sweep.
     variant_table({"Hopper-v5": variants}, keys=("lam",))   # the arms' settings as a table
 
 Each variant's runs go to ``<out>/<variant name>/<algo>-<env>-s<seed>``; the settings of a run
-are the task's (:data:`cqsm.rl.presets.TASKS`) with the variant's overrides on top, so every
-variant differs from the others only where it says. Where a variant's runs on a task are those
+are the task's (:data:`cqsm.rl.presets.TASKS` and CQSM's physical default), or the library's
+defaults (``task_presets=False``), with the variant's overrides on top, so every variant differs
+from the others only where it says. Where a variant's runs on a task are those
 of another arm (``runs_of``: the same settings), they are read from that arm's folder, never
 copied. An arm run with an option that has since been removed (``removed``: why) keeps its
 committed rows, which :func:`read_study` reads, and is left out of :func:`study_runs`: it is never
@@ -50,8 +51,12 @@ class Variant:
     loop: dict = field(default_factory=dict)
     note: str = ""
     task_presets: bool = True
-    """apply the task's presets (:data:`cqsm.rl.presets.TASKS`) under the variant's settings; False:
+    """apply the task's presets (:data:`cqsm.rl.presets.TASKS`, CQSM's physical default) under
+    the variant's settings; False:
     the variant is relative to the library's defaults, and stays what it was when presets change"""
+    tasks: dict = field(default_factory=dict)
+    """per-task settings on top of ``agent`` and ``loop`` (env id -> (agent dict, loop dict)),
+    for an arm whose settings differ by task"""
     runs_of: dict = field(default_factory=dict)
     """tasks on which this variant's runs are another variant's (env id -> that Variant): the
     settings must be the same, and the runs live in, and are read from, that variant's folder"""
@@ -70,15 +75,16 @@ class Variant:
         of the variant whose runs it shares on ``env``). A ``removed`` variant has none."""
         if self.removed:
             raise ValueError(f"Variant {self.name!r} can no longer run: {self.removed}.")
+        agent, loop = self.tasks.get(env, ({}, {}))
         mine = TrainSettings.for_task(
             env,
             algo=algo,
-            agent=dict(self.agent),
+            agent=self.agent | agent,
             seed=seed,
             total_steps=total_steps,
             out=str(Path(out) / self.name),
             task_presets=self.task_presets,
-            **self.loop,
+            **(self.loop | loop),
         )
         other = self.runs_of.get(env)
         if other is None:

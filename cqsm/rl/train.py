@@ -34,7 +34,7 @@ from cqsm.rl import envs, results
 from cqsm.rl.agents import agent_class
 from cqsm.rl.evaluation import evaluate
 from cqsm.rl.migrate import migrate_rows, migrate_settings
-from cqsm.rl.presets import TASKS
+from cqsm.rl import presets
 from cqsm.rl.replay import ReplayBuffer
 from cqsm.rl.rollout import Rollout
 from cqsm.settings import SettingsError, check_positive
@@ -54,7 +54,7 @@ __all__ = [
 def _preset(env: str, part: str) -> dict:
     """The task's row of :data:`cqsm.rl.presets.TASKS` for ``part`` (``"train"`` or an
     algorithm)."""
-    return TASKS.get(env, {}).get(part, {})
+    return presets.TASKS.get(env, {}).get(part, {})
 
 
 # Budgets in control steps, each of which may be given in simulated seconds instead
@@ -77,8 +77,9 @@ class TrainSettings:
     """Settings of one training run (the loop; the algorithm's own settings are in ``agent``).
 
     The constructor takes the settings as given, on the library's defaults, and applies no
-    presets; :meth:`for_task` layers the algorithm's published loop defaults and the task's row
-    of :data:`cqsm.rl.presets.TASKS` under the given ones (``cqsm train`` uses it). Either way,
+    presets; :meth:`for_task` layers the algorithm's published loop defaults, the task's row
+    of :data:`cqsm.rl.presets.TASKS` and CQSM's physical default under the given ones (``cqsm
+    train`` uses it). Either way,
     :attr:`sources` says where each value came from. Budgets may be given in control steps or in
     simulated seconds (``total_seconds`` and the other ``*_seconds``), not both; a budget in
     seconds is turned into control steps at the control interval when the settings are made.
@@ -228,13 +229,17 @@ class TrainSettings:
         **overrides,
     ):
         """Defaults, then the algorithm's published loop defaults and (``task_presets``) the
-        task's row of :data:`cqsm.rl.presets.TASKS`, then ``overrides`` and ``agent`` (the user's);
+        task's row of :data:`cqsm.rl.presets.TASKS` and what the algorithm sets from the env's
+        physical units (:func:`cqsm.rl.presets.default`: CQSM's one setting), then
+        ``overrides`` and ``agent`` (the user's);
         :attr:`sources` records which layer gave each value. A budget a layer gives in seconds
         replaces what lower layers gave in steps, and the other way round."""
         defaults = getattr(agent_class(algo), "TRAIN_DEFAULTS", {})
         layers = [("algorithm", defaults)]
+        own, own_loop = presets.default(env, algo) if task_presets else ({}, {})
         if task_presets:
             layers += [("task", _preset(env, "train")), ("task", _preset(env, f"train/{algo}"))]
+            layers += [("physical", own_loop)]
         loop, sources = {}, {}
         for name, layer in [*layers, ("user", overrides)]:
             for key, value in layer.items():
@@ -245,7 +250,8 @@ class TrainSettings:
                 target = _IN_SECONDS.get(key, key)
                 sources[target] = f"{name} ({key}={value!r})" if key in _IN_SECONDS else name
         agent_settings = {}
-        for name, layer in [("task", _preset(env, algo) if task_presets else {}), ("user", agent)]:
+        agent_layers = [("physical", own), ("task", _preset(env, algo) if task_presets else {})]
+        for name, layer in [*agent_layers, ("user", agent)]:
             for key, value in (layer or {}).items():
                 agent_settings[key] = value
                 sources[f"agent.{key}"] = name

@@ -28,6 +28,7 @@ __all__ = [
     "check_box_actions",
     "interval_of",
     "make",
+    "native_action_space",
     "resolve_interval",
 ]
 
@@ -89,6 +90,11 @@ def resolve_interval(env_id: str, control_interval: float | None = None) -> Inte
     return resolve(env_id, control_interval, _gym_make)
 
 
+def native_action_space(env_id: str) -> gym.Space:
+    """The action space of ``env_id`` (the env is made once and remembered)."""
+    return native(env_id, _gym_make).action_space
+
+
 def make(env_id: str, control_interval: float | None = None, **kwargs) -> gym.Env:
     """``gymnasium.make`` at a control interval in seconds (None: the env's own), wrapped in a
     :class:`~cqsm.rl.envs.interval.ControlInterval` that says how the interval is realised; an
@@ -105,7 +111,7 @@ def check_box_actions(env: gym.Env | str, algo: str) -> None:
     """Every algorithm here acts in a one-dimensional ``Box``: refuse any other action space
     (``env``: an env, or an env id)."""
     if isinstance(env, str):
-        name, space = env, native(env, _gym_make).action_space
+        name, space = env, native_action_space(env)
     else:
         name, space = (env.spec.id if env.spec else env), env.action_space
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
