@@ -159,6 +159,8 @@ def test_sac_target_has_the_entropy_term(monkeypatch):
 
 def test_sac_temperature_steps_toward_the_target_entropy(monkeypatch):
     for target_entropy, direction in [(5.0, +1), (-5.0, -1)]:  # far above / below the entropy
+        # fixed weights: float32 and float64 part ways where the squashed action saturates
+        torch.manual_seed(0)
         agent = SACAgent(
             SACSettings(hidden=(8,), alpha=0.5, policy_delay=1, target_entropy=target_entropy),
             gym.make("Pendulum-v1"),
