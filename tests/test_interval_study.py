@@ -234,8 +234,7 @@ def test_the_default_is_the_screens_choice_on_the_committed_runs():
     td3 = results.read_runs(root / "ch07_locomotion", algo="td3", env=list(GRID))
     at = returns_at(pd.concat([screened.assign(algo=screened.variant), td3]), [50_000])
     cost = price_of_speed(pd.read_csv(folder / "smoothness.csv"), reference="exact")
-    cost = cost[cost.arm.isin([v.name for v in arms])]
-    choice = screen_choice(at, cost)
+    choice = screen_choice(at, cost, [v.name for v in arms])
     assert set(choice.index) == {v.name for v in arms}, "every arm's policy is measured"
     assert choice["priced"].iloc[0]
     assert screen_knobs(choice.index[0]) == PHYSICAL

@@ -231,22 +231,24 @@ def screen_knobs(name: str) -> dict:
 def screen_choice(
     at_steps: pd.DataFrame,
     cost: pd.DataFrame,
+    arms,
     step: int = BUDGET_STEPS,
     reference: str = "td3",
     bound: float = 0.9,
 ) -> pd.DataFrame:
-    """The screen's rule for the one setting, as a table of its arms (index ``arm``), the chosen
-    first. An arm is ``priced`` where its price shapes the policy on every task: its mean squared
+    """The screen's rule for the one setting, as a table of its ``arms`` (their names; index
+    ``arm``), the chosen first. An arm is ``priced`` where its price shapes the policy on every task: its mean squared
     action rate at most ``bound`` times the unpriced arm's (``cost`` of
     :func:`cqsm.rl.smoothness.price_of_speed`, ``rate_vs_reference``). Priced arms rank above
     the others, and within each group by ``mean share``, the mean over tasks of the arm's return
     at ``step`` (``at_steps`` of :func:`cqsm.rl.compare.returns_at`, algo = arm name) as a share
-    of ``reference``'s mean there."""
+    of ``reference``'s mean there. An arm with several runs on a task counts their mean."""
     means = at_steps[at_steps["step"] == step].set_index(["env", "algo"])["mean"]
     envs = sorted(set(cost["env"]))
     rows = []
+    cost = cost[cost["arm"].isin(list(arms))]
     for arm, group in cost.groupby("arm", sort=False):
-        rate = group.set_index("env")["rate_vs_reference"]
+        rate = group.groupby("env")["rate_vs_reference"].mean()
         shares = {
             f"share {env}": means.get((env, arm), np.nan) / means.get((env, reference), np.nan)
             for env in envs
