@@ -238,3 +238,36 @@ def test_the_default_is_the_screens_choice_on_the_committed_runs():
     assert set(choice.index) == {v.name for v in arms}, "every arm's policy is measured"
     assert choice["priced"].iloc[0]
     assert screen_knobs(choice.index[0]) == PHYSICAL
+
+
+def test_each_method_of_the_grid_has_its_folder_name_and_native_cell(tmp_path):
+    from cqsm.rl.interval_study import METHODS, cell_settings, read_grid
+
+    env, dt = "Hopper-v5", 0.004
+    built = {m: cell_settings(m, env, dt, 0, str(tmp_path / METHODS[m][0])) for m in METHODS}
+    assert built["time-aware"].agent.gamma == pytest.approx(0.99**0.5)
+    assert built["every-step"].updates_per_second == pytest.approx(1 / dt)
+    assert built["td3"].updates_per_second == pytest.approx(1 / 0.008)
+    assert built["cqsm"].agent == TrainSettings.for_task(env).agent  # the default, unchanged
+    short = cell_settings("time-aware", env, dt, 0, "runs", learning_starts=100)
+    assert short.learning_starts == 100  # a budget in steps replaces the method's in seconds
+    with pytest.raises(ValueError, match="Unknown method 'ddpg'"):
+        cell_settings("ddpg", env, dt, 0, "runs")
+    # rows written as each method's runs come back under the method's name, and the TD3
+    # methods get TD3's native cell
+    native = tmp_path / "ch07"
+    for method, folder in [("td3", "per-step"), ("time-aware", "time-aware"), ("cqsm", "cqsm")]:
+        algo = "cqsm" if method == "cqsm" else "td3"
+        _rows(algo, env, dt, 0, [1.0] * 10).to_csv(_run(tmp_path / folder, algo), index=False)
+    _rows("td3", env, 0.008, 0, [2.0] * 20).to_csv(_run(native / "td3", "td3"), index=False)
+    rows, native_rows = read_grid(tmp_path, native, [env], algos=("td3",))
+    assert set(rows.variant) == {"TD3", "TD3, time-aware", "CQSM"}
+    assert set(native_rows.variant) == {"TD3", "TD3, time-aware"}
+    cells = grid_returns(rows, native_rows)
+    assert set(cells[cells.native].method) == {"TD3", "TD3, time-aware"}
+
+
+def _run(folder, algo):
+    path = folder / f"{algo}-Hopper-v5-s0"
+    path.mkdir(parents=True, exist_ok=True)
+    return path / "results.csv"

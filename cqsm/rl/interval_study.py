@@ -35,15 +35,17 @@ from __future__ import annotations
 
 import inspect
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cqsm.rl import results
 from cqsm.rl.compare import bootstrap_ci, label
 from cqsm.rl.envs import resolve_interval
 from cqsm.rl.presets import physical
 from cqsm.rl.study import Variant
-from cqsm.rl.train import TrainSettings
+from cqsm.rl.train import BUDGETS, TrainSettings
 
 __all__ = [
     "GRID",
@@ -55,6 +57,9 @@ __all__ = [
     "per_step_runs",
     "cqsm_runs",
     "native_runs",
+    "METHODS",
+    "cell_settings",
+    "read_grid",
     "time_aware",
     "time_aware_runs",
     "every_step_runs",
@@ -132,11 +137,81 @@ def _off_native(seeds):
                 yield seed, env, dt
 
 
+METHODS = {
+    "td3": ("per-step", "TD3"),
+    "sac": ("per-step", "SAC"),
+    "cqsm": ("cqsm", "CQSM"),
+    "time-aware": ("time-aware", "TD3, time-aware"),
+    "every-step": ("every-step", "TD3, an update per step"),
+}
+"""The grid's methods: the folder of their runs off the native interval (under the study's
+folder) and their name in tables and figures. At the native interval TD3's and SAC's cells are
+chapter 7's runs, CQSM's are in ``native``, and time-aware TD3 and TD3 with an update per step
+are TD3 itself there (their native cell is TD3's)."""
+
+
+def cell_settings(
+    method: str,
+    env: str,
+    dt: float,
+    seed: int,
+    out: str,
+    budget_steps: int = BUDGET_STEPS,
+    **loop,
+) -> TrainSettings:
+    """One run of ``method`` (a key of :data:`METHODS`) at ``dt`` seconds, into ``out``;
+    ``loop`` replaces the cell's and the method's loop settings (a budget in steps replaces
+    one in seconds)."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r} of the grid; choose one of {list(METHODS)}.")
+    algo, agent, own = method, None, {}
+    if method == "time-aware":
+        algo, (agent, own) = "td3", time_aware(env, dt)
+    elif method == "every-step":
+        algo, own = "td3", {"updates_per_second": 1 / dt}
+    twin = {steps: seconds for steps, (seconds, _) in BUDGETS.items()}
+    twin |= {seconds: steps for steps, seconds in twin.items()}
+    own = {k: v for k, v in own.items() if twin.get(k) not in loop}  # loop's budget wins
+    return grid_settings(env, algo, dt, seed, out, agent, budget_steps, **(own | loop))
+
+
+def read_grid(root, native, envs=tuple(GRID), algos=("td3", "sac")):
+    """The grid's committed rows as ``(rows, native_rows)`` for :func:`grid_returns`, with a
+    ``variant`` column naming each run's method (:data:`METHODS`): ``rows`` off the native
+    interval from each method's folder under ``root``; ``native_rows`` from chapter 7's folder
+    ``native`` (a sub-folder per algorithm of ``algos``), CQSM's from ``root/native``, and TD3's
+    again under the name of each TD3 method with runs (its native cell)."""
+    root, envs = Path(root), list(envs)
+
+    def read(folder, algo, method):
+        found = results.read_runs(folder, algo=algo, env=envs)
+        return [found.assign(variant=METHODS[method][1])] if len(found) else []
+
+    def td3_of(method):
+        return "td3" if method in ("time-aware", "every-step") else method
+
+    rows, native_rows = [], []
+    for method in (*algos, "cqsm", "time-aware", "every-step"):
+        rows += read(root / METHODS[method][0], td3_of(method), method)
+    for algo in algos:
+        native_rows += read(Path(native) / algo, algo, algo)
+    native_rows += read(root / "native", "cqsm", "cqsm")
+    names = {frame.variant.iloc[0] for frame in rows}
+    for method in ("time-aware", "every-step"):
+        if METHODS[method][1] in names and "td3" in algos:
+            native_rows += read(Path(native) / "td3", "td3", method)
+    empty = pd.DataFrame()
+    return (
+        pd.concat(rows, ignore_index=True) if rows else empty,
+        pd.concat(native_rows, ignore_index=True) if native_rows else empty,
+    )
+
+
 def per_step_runs(seeds=(0, 1, 2), out: str = "per-step", algos=("td3", "sac")) -> list:
     """TD3's and SAC's cells off the native interval, as practitioners run them: seeds in
     rounds (a grid cut short stays balanced), the extreme intervals of each task first."""
     return [
-        grid_settings(env, algo, dt, seed, out)
+        cell_settings(algo, env, dt, seed, out)
         for seed, env, dt in _off_native(seeds)
         for algo in algos
     ]
@@ -150,7 +225,7 @@ def cqsm_runs(seeds=(0, 1, 2), out: str = "cqsm") -> list:
     extreme = {env: (min(dts), max(dts)) for env, dts in GRID.items()}
     first = [c for c in cells if c[2] in extreme[c[1]]]
     return [
-        grid_settings(env, "cqsm", dt, seed, out)
+        cell_settings("cqsm", env, dt, seed, out)
         for seed, env, dt in first + [c for c in cells if c not in first]
     ]
 
@@ -176,18 +251,14 @@ def time_aware(env: str, dt: float) -> tuple[dict, dict]:
 
 def time_aware_runs(seeds=(0, 1, 2), out: str = "time-aware") -> list:
     """Time-aware TD3's cells off the native interval, in the order of :func:`per_step_runs`."""
-    runs = []
-    for seed, env, dt in _off_native(seeds):
-        agent, loop = time_aware(env, dt)
-        runs.append(grid_settings(env, "td3", dt, seed, out, agent, **loop))
-    return runs
+    return [cell_settings("time-aware", env, dt, seed, out) for seed, env, dt in _off_native(seeds)]
 
 
 def every_step_runs(seeds=(0, 1, 2), out: str = "every-step") -> list:
     """TD3 at each task's finest interval with one update per control step, as practitioners
     who shorten the interval often run it: it tells the updates' share of what is lost there."""
     return [
-        grid_settings(env, "td3", min(dts), seed, out, updates_per_second=1 / min(dts))
+        cell_settings("every-step", env, min(dts), seed, out)
         for seed in seeds
         for env, dts in GRID.items()
     ]
@@ -288,10 +359,13 @@ def grid_returns(
     """
     frames = [rows] + ([native_rows] if native_rows is not None and len(native_rows) else [])
     rows = pd.concat(frames, ignore_index=True)
+    named = rows["algo"].map(label)
+    methods = rows["variant"].fillna(named) if "variant" in rows else named
     out = []
-    for (algo, env, seed, dt), run in rows.groupby(
-        ["algo", "env", "seed", _interval(rows)], sort=False
+    for (method, env, seed, dt), run in rows.groupby(
+        [methods, "env", "seed", _interval(rows)], sort=False
     ):
+        algo = run["algo"].iloc[0]
         native = native_dt(env)
         budget = budget_seconds(env, budget_steps)
 
@@ -302,7 +376,6 @@ def grid_returns(
         final = at(budget)
         if np.isnan(final):
             continue
-        method = run["variant"].iloc[0] if "variant" in run else label(algo)
         out.append(
             {
                 "env": env,
