@@ -308,8 +308,8 @@ def screen_choice(
     bound: float = 0.9,
 ) -> pd.DataFrame:
     """The screen's rule for the one setting, as a table of its ``arms`` (their names; index
-    ``arm``), the chosen first. An arm is ``priced`` where its price shapes the policy on every task: its mean squared
-    action rate at most ``bound`` times the unpriced arm's (``cost`` of
+    ``arm``), the chosen first. An arm is ``priced`` where its price shapes the policy on every
+    task: its mean squared action rate at most ``bound`` times the unpriced arm's (``cost`` of
     :func:`cqsm.rl.smoothness.price_of_speed`, ``rate_vs_reference``). Priced arms rank above
     the others, and within each group by ``mean share``, the mean over tasks of the arm's return
     at ``step`` (``at_steps`` of :func:`cqsm.rl.compare.returns_at`, algo = arm name) as a share

@@ -30,11 +30,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from cqsm.rl import envs, results
+from cqsm.rl import envs, presets, results
 from cqsm.rl.agents import agent_class
 from cqsm.rl.evaluation import evaluate
 from cqsm.rl.migrate import migrate_rows, migrate_settings
-from cqsm.rl import presets
 from cqsm.rl.replay import ReplayBuffer
 from cqsm.rl.rollout import Rollout
 from cqsm.settings import SettingsError, check_positive
