@@ -12,6 +12,7 @@ from cqsm.rl import migrate, results
 from cqsm.rl.agents import ALGOS
 from cqsm.rl.envs import EnvError, interval_of, make, resolve_interval
 from cqsm.rl.evaluation import evaluate
+from cqsm.rl.presets import PHYSICAL
 from cqsm.rl.runs import load_run
 from cqsm.rl.train import TrainSettings, make_agent, make_env, train, updates_due
 from cqsm.settings import SettingsError
@@ -187,7 +188,8 @@ def test_one_way_to_build_settings():
     cqsm = TrainSettings.for_task("Hopper-v5", agent={"sigma_a": 0.5})
     assert cqsm.sources["agent.lam"] == "physical" and cqsm.sources["agent.sigma_a"] == "user"
     assert cqsm.sources["agent.tau"] == "default"
-    assert cqsm.sources["learning_starts"] == "physical (learning_starts_seconds=16.0)"
+    warmup = PHYSICAL["warmup_limits"] * 1000 * 0.008  # whole time limits, in seconds
+    assert cqsm.sources["learning_starts"] == f"physical (learning_starts_seconds={warmup!r})"
     lq = TrainSettings.for_task("cqsm/LinearQuadratic-v0")  # the problem's own row instead
     assert lq.sources["agent.lam"] == "task" and lq.sources["agent.relaxation"] == "default"
     # the constructor on the same explicit values gives the same settings
