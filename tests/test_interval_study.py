@@ -29,9 +29,14 @@ COMMITTED = "paper_figures/results/control_interval/per-step"
 
 
 def test_the_committed_grid_runs_are_the_librarys_cells():
+    from cqsm.rl.interval_study import cqsm_runs, native_runs
+
     root = results.repository_root()
+    study = root / "paper_figures/results/control_interval"
     checked = 0
-    for settings in per_step_runs(out=str(root / COMMITTED)):
+    planned = per_step_runs(out=str(root / COMMITTED))
+    planned += cqsm_runs(out=str(study / "cqsm")) + native_runs(out=str(study / "native"))
+    for settings in planned:
         saved = settings.run_dir / "settings.json"
         if not saved.exists():
             continue
