@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from cqsm.rl.envs import check_box_actions, native_action_space, resolve_interval
-from cqsm.settings import SettingsError
 
 __all__ = ["TASKS", "LOCOMOTION", "PHYSICAL", "physical", "default", "default_table"]
 
@@ -89,14 +88,12 @@ def physical(
     - a warm-up of ``warmup_limits`` time limits in seconds, the action drawn uniformly in the
       box and each draw held for ``T`` (the library's 5,000 steps where the env has no time
       limit);
-    - chapter 8's recipe for the rest (:data:`LOCOMOTION`), and ``agent`` on top.
+    - chapter 8's recipe for the rest (``LOCOMOTION``), batches of 100 (TD3's), and ``agent``
+      on top.
+
+    An env without an interval of its own is refused (``cqsm.rl.envs.resolve_interval``).
     """
     native = resolve_interval(env)
-    if native.dt is None:
-        raise SettingsError(
-            f"{env} states no control interval of its own, and CQSM's physical settings are "
-            "set from it; give the agent's settings yourself (task_presets=False)."
-        )
     h = half_width(env)
     tau = relaxation_intervals * native.dt
     settings = LOCOMOTION | {
