@@ -187,12 +187,12 @@ def read_grid(root, native, envs=tuple(GRID), algos=("td3", "sac")):
         found = results.read_runs(folder, algo=algo, env=envs)
         return [found.assign(variant=METHODS[method][1])] if len(found) else []
 
-    def td3_of(method):
+    def algo_of(method):
         return "td3" if method in ("time-aware", "every-step") else method
 
     rows, native_rows = [], []
     for method in (*algos, "cqsm", "time-aware", "every-step"):
-        rows += read(root / METHODS[method][0], td3_of(method), method)
+        rows += read(root / METHODS[method][0], algo_of(method), method)
     for algo in algos:
         native_rows += read(Path(native) / algo, algo, algo)
     native_rows += read(root / "native", "cqsm", "cqsm")
