@@ -296,7 +296,8 @@ def add_sweep(subparsers, argv: list[str]) -> None:
         help="train every algorithm x env x seed, on worker processes or a Ray cluster (resumable)",
         description="Train one run for each combination of --algos, --envs and --seeds, each "
         "made as `cqsm train` makes one (the defaults, the algorithm's published loop "
-        "defaults, the task's presets, then the options given here, which apply to every run) "
+        "defaults, the task's presets and CQSM's physical default, then the options given "
+        "here, which apply to every run) "
         "into its own folder <out>/<algo>-<env>-s<seed>/. A run already at its total steps is "
         "skipped and an interrupted one resumed from its checkpoint, so the same command "
         "continues a sweep. A line is printed as each run ends, and a table of every run "

@@ -45,7 +45,7 @@ from cqsm.rl.compare import bootstrap_ci, label
 from cqsm.rl.envs import resolve_interval
 from cqsm.rl.presets import physical
 from cqsm.rl.study import Variant
-from cqsm.rl.train import BUDGETS, TrainSettings
+from cqsm.rl.train import TrainSettings, budget_twin
 
 __all__ = [
     "GRID",
@@ -138,16 +138,16 @@ def _off_native(seeds):
 
 
 METHODS = {
-    "td3": ("per-step", "TD3"),
-    "sac": ("per-step", "SAC"),
-    "cqsm": ("cqsm", "CQSM"),
-    "time-aware": ("time-aware", "TD3, time-aware"),
-    "every-step": ("every-step", "TD3, an update per step"),
+    "td3": ("per-step", "TD3", "td3"),
+    "sac": ("per-step", "SAC", "sac"),
+    "cqsm": ("cqsm", "CQSM", "cqsm"),
+    "time-aware": ("time-aware", "TD3, time-aware", "td3"),
+    "every-step": ("every-step", "TD3, an update per step", "td3"),
 }
 """The grid's methods: the folder of their runs off the native interval (under the study's
-folder) and their name in tables and figures. At the native interval TD3's and SAC's cells are
-chapter 7's runs, CQSM's are in ``native``, and time-aware TD3 and TD3 with an update per step
-are TD3 itself there (their native cell is TD3's)."""
+folder), their name in tables and figures, and their algorithm. At the native interval TD3's
+and SAC's cells are chapter 7's runs, CQSM's are in ``native``, and time-aware TD3 and TD3 with
+an update per step are TD3 itself there (their native cell is TD3's)."""
 
 
 def cell_settings(
@@ -164,14 +164,12 @@ def cell_settings(
     one in seconds)."""
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r} of the grid; choose one of {list(METHODS)}.")
-    algo, agent, own = method, None, {}
+    algo, agent, own = METHODS[method][2], None, {}
     if method == "time-aware":
-        algo, (agent, own) = "td3", time_aware(env, dt)
+        agent, own = time_aware(env, dt)
     elif method == "every-step":
-        algo, own = "td3", {"updates_per_second": 1 / dt}
-    twin = {steps: seconds for steps, (seconds, _) in BUDGETS.items()}
-    twin |= {seconds: steps for steps, seconds in twin.items()}
-    own = {k: v for k, v in own.items() if twin.get(k) not in loop}  # loop's budget wins
+        own = {"updates_per_second": 1 / dt}
+    own = {k: v for k, v in own.items() if budget_twin(k) not in loop}  # loop's budget wins
     return grid_settings(env, algo, dt, seed, out, agent, budget_steps, **(own | loop))
 
 
@@ -183,23 +181,21 @@ def read_grid(root, native, envs=tuple(GRID), algos=("td3", "sac")):
     again under the name of each TD3 method with runs (its native cell)."""
     root, envs = Path(root), list(envs)
 
-    def read(folder, algo, method):
+    def read(folder, method):
+        _, name, algo = METHODS[method]
         found = results.read_runs(folder, algo=algo, env=envs)
-        return [found.assign(variant=METHODS[method][1])] if len(found) else []
-
-    def algo_of(method):
-        return "td3" if method in ("time-aware", "every-step") else method
+        return [found.assign(variant=name)] if len(found) else []
 
     rows, native_rows = [], []
     for method in (*algos, "cqsm", "time-aware", "every-step"):
-        rows += read(root / METHODS[method][0], algo_of(method), method)
+        rows += read(root / METHODS[method][0], method)
     for algo in algos:
-        native_rows += read(Path(native) / algo, algo, algo)
-    native_rows += read(root / "native", "cqsm", "cqsm")
+        native_rows += read(Path(native) / algo, algo)
+    native_rows += read(root / "native", "cqsm")
     names = {frame.variant.iloc[0] for frame in rows}
     for method in ("time-aware", "every-step"):
         if METHODS[method][1] in names and "td3" in algos:
-            native_rows += read(Path(native) / "td3", "td3", method)
+            native_rows += read(Path(native) / "td3", method)
     empty = pd.DataFrame()
     return (
         pd.concat(rows, ignore_index=True) if rows else empty,

@@ -47,6 +47,7 @@ __all__ = [
     "make_agent",
     "updates_due",
     "Warmup",
+    "budget_twin",
 ]
 
 
@@ -65,6 +66,13 @@ BUDGETS = {
     "checkpoint_every": ("checkpoint_every_seconds", 10_000),
 }
 _IN_SECONDS = {seconds: steps for steps, (seconds, _) in BUDGETS.items()}
+
+
+def budget_twin(name: str) -> str | None:
+    """The other way of giving the budget ``name``: ``learning_starts_seconds`` for
+    ``learning_starts`` and the other way round (None for a setting that is no budget). A layer
+    of settings that gives one replaces what lower layers gave as the other."""
+    return _IN_SECONDS.get(name) or BUDGETS.get(name, (None,))[0]
 
 
 class TrainingDiverged(RuntimeError):
@@ -242,7 +250,7 @@ class TrainSettings:
         loop, sources = {}, {}
         for name, layer in [*layers, ("user", overrides)]:
             for key, value in layer.items():
-                twin = _IN_SECONDS.get(key) or BUDGETS.get(key, (None,))[0]
+                twin = budget_twin(key)
                 if twin not in layer:  # one layer giving both is refused by the constructor
                     loop.pop(twin, None)
                 loop[key] = value
