@@ -21,13 +21,16 @@ STAMP := $(VENV)/.cqsm-installed
 # The chapters' sweep() reads its backend and Ray address from these environment variables.
 SWEEP_ENV := CQSM_SWEEP_BACKEND=$(BACKEND)$(if $(RAY_ADDRESS), CQSM_RAY_ADDRESS=$(RAY_ADDRESS),)
 PIP_FLAGS := $(if $(CI),--progress-bar off,)
+# How many test files and chapters `make test` runs side by side (pytest-xdist workers, and
+# `cqsm figures --jobs`).
+JOBS ?= 2
 # Outputs that `make test` checks must be newer than this (seconds since the epoch).
 TEST_START := $(shell date +%s)
 
 .PHONY: help venv book figures chapter test bench lint format clean
 
 help: ## list the targets
-	@echo "Usage: make <target> [PROFILE=ci|book|paper] [CHAPTER=<name>] [BACKEND=local|ray] [RAY_ADDRESS=<address>]"
+	@echo "Usage: make <target> [PROFILE=ci|book|paper] [CHAPTER=<name>] [BACKEND=local|ray] [RAY_ADDRESS=<address>] [JOBS=2]"
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) \
 	  | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
 	@echo "BACKEND=ray trains every chapter's runs (book, figures, chapter) as Ray tasks on the"
@@ -66,8 +69,8 @@ chapter: $(STAMP) ## rerun one chapter and its figures: make chapter CHAPTER=ch0
 test: $(STAMP) ## lint, all tests, every figure at ci, the book with warnings as errors, output checks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest --runslow -m "not built_outputs"
-	$(SWEEP_ENV) $(CQSM) figures --profile ci
+	$(BIN)/pytest --runslow -m "not built_outputs" -n $(JOBS) --dist loadfile
+	$(SWEEP_ENV) $(CQSM) figures --profile ci --jobs $(JOBS)
 	$(CQSM) book --profile ci --strict
 	CQSM_BUILT_SINCE=$(TEST_START) $(BIN)/pytest --runslow -m built_outputs tests/test_pipeline.py
 

@@ -86,6 +86,13 @@ def add_figures(subparsers, argv: list[str]) -> None:
         help="stream the output of each cell to the terminal while it runs",
     )
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N chapters at a time, each in its own kernel (default 1; make test uses 2)",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="only check the manifest against the chapters' figure cells; run nothing",
@@ -105,6 +112,7 @@ def run_figures(args: argparse.Namespace) -> int:
         args.chapter,
         keep_going=args.keep_going,
         log_output=args.log_output,
+        jobs=args.jobs,
     )
     return 0
 

@@ -408,7 +408,15 @@ def test_python_m_cqsm_help():
         [sys.executable, "-m", "cqsm", "figures", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    for option in ("--profile", "--chapter", "--keep-going", "--log-output", "--check", "--root"):
+    for option in (
+        "--profile",
+        "--chapter",
+        "--keep-going",
+        "--log-output",
+        "--jobs",
+        "--check",
+        "--root",
+    ):
         assert option in result.stdout
 
 
@@ -498,6 +506,66 @@ def test_end_to_end_on_a_scratch_book(tmp_path, capsys):
     (fig_dir / "fig-line.csv").unlink()
     with pytest.raises(PipelineError, match="fig-line.csv: missing"):
         figures.run_figures(tmp_path, CI)
+
+
+RENDEZVOUS = """\
+import os
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+# Each chapter marks that it started, then waits for the other: both finish only side by side.
+here = Path(os.environ["CQSM_FIGURE_DIR"])
+(here / "{me}.started").touch()
+deadline = time.time() + 60
+while not (here / "{other}.started").exists():
+    assert time.time() < deadline, "the other chapter never ran alongside"
+    time.sleep(0.05)
+{fail}fig, ax = plt.subplots(figsize=(3, 2))
+for suffix in ("pdf", "png", "csv"):
+    if suffix == "csv":
+        (here / "{fig}.csv").write_text("k\\n1\\n")
+    else:
+        fig.savefig(here / f"{fig}.{{suffix}}")"""
+
+
+def two_chapter_repo(root, fail=""):
+    manifest = tiny_manifest()
+    manifest["chapters"].append(dict(manifest["chapters"][0], name="second", file="book/second.md"))
+    manifest["figures"].append({"id": "fig-other", "chapter": "second", "caption": "Another."})
+    for name, me, other, fig in (
+        ("scratch", "a", "b", "fig-line"),
+        ("second", "b", "a", "fig-other"),
+    ):
+        body = RENDEZVOUS.format(me=me, other=other, fig=fig, fail=fail if me == "b" else "")
+        text = HEADER + PARAMETERS + figure_cell(fig, body)
+        (root / "book").mkdir(parents=True, exist_ok=True)
+        (root / "book" / f"{name}.md").write_text(text)
+    (root / "paper_figures").mkdir(parents=True, exist_ok=True)
+    (root / MANIFEST).write_text(yaml.safe_dump(manifest))
+
+
+@pytest.mark.slow
+def test_chapters_run_side_by_side_with_jobs(tmp_path, capsys):
+    two_chapter_repo(tmp_path)
+    runs = figures.run_figures(tmp_path, CI, jobs=2)  # each waits for the other to start
+    assert [run.chapter for run in runs] == ["scratch", "second"]  # in the manifest's order
+    out = capsys.readouterr().out
+    assert "[1/2] scratch: done in" in out and "[2/2] second: done in" in out
+    executed = tmp_path / "_build" / "executed" / CI / "book"
+    assert (executed / "scratch.ipynb").exists() and (executed / "second.ipynb").exists()
+
+    # One fails: the other still finishes and keeps its notebook; the failure is raised.
+    for marker in (tmp_path / "paper_figures" / "figures" / CI).glob("*.started"):
+        marker.unlink()
+    two_chapter_repo(tmp_path, fail="1 / 0\n")
+    with pytest.raises(PipelineError, match="chapter 'second'") as err:
+        figures.run_figures(tmp_path, CI, jobs=2)
+    assert "ZeroDivisionError" in str(err.value)
+    assert (executed / "scratch.ipynb").exists() and not (executed / "second.ipynb").exists()
+    with pytest.raises(PipelineError, match="jobs must be at least 1; got 0"):
+        figures.run_figures(tmp_path, CI, jobs=0)
 
 
 @pytest.mark.slow

@@ -19,8 +19,10 @@ import contextlib
 import hashlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -309,35 +311,74 @@ def run_figures(
     *,
     keep_going: bool = False,
     log_output: bool = False,
+    jobs: int = 1,
     out=None,
 ) -> list[ChapterRun]:
-    """Run the chapters (all, or those named) at ``profile``; print progress and a table."""
+    """Run the chapters (all, or those named) at ``profile``; print progress and a table.
+
+    ``jobs`` chapters run at a time (each in its own kernel; they share nothing but the figure
+    folder, where each writes only its own figures), started in the manifest's order. After a
+    failure without ``keep_going`` no further chapter starts; those running finish first.
+    """
     out = sys.stdout if out is None else out
+    if jobs < 1:
+        raise PipelineError(f"jobs must be at least 1; got {jobs}.")
+    if jobs > 1 and log_output:
+        raise PipelineError("log_output streams one chapter's cells: use it with jobs=1.")
     manifest, selected = check(root, profile, chapters)  # all of them before running any
 
-    runs: list[ChapterRun] = []
-    failures: list[str] = []
-    for number, chapter in enumerate(selected, start=1):
+    done: dict[int, ChapterRun] = {}
+    errors: dict[int, PipelineError] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def run(number: int, chapter: Chapter) -> None:
         tag = f"[{number}/{len(selected)}] {chapter.name}"
-        print(f"{tag}: running {chapter.file} at profile {profile} ...", file=out, flush=True)
+        if stop.is_set():
+            return
+        with lock:
+            print(f"{tag}: running {chapter.file} at profile {profile} ...", file=out, flush=True)
         try:
-            run = run_chapter(manifest, chapter, profile, log_output=log_output)
+            result = run_chapter(manifest, chapter, profile, log_output=log_output)
         except PipelineError as err:
-            print(f"{tag}: FAILED", file=out, flush=True)
-            if not keep_going:
-                raise
-            print(str(err), file=sys.stderr, flush=True)
-            failures.append(chapter.name)
-            continue
-        runs.append(run)
-        print(
-            f"{tag}: done in {run.seconds:.1f} s, {len(run.figures)} figures, "
-            f"notebook {display_path(run.notebook)}",
-            file=out,
-            flush=True,
-        )
+            with lock:
+                errors[number] = err
+                print(f"{tag}: FAILED", file=out, flush=True)
+                if keep_going:
+                    print(str(err), file=sys.stderr, flush=True)
+                else:
+                    stop.set()
+            return
+        with lock:
+            done[number] = result
+            print(
+                f"{tag}: done in {result.seconds:.1f} s, {len(result.figures)} figures, "
+                f"notebook {display_path(result.notebook)}",
+                file=out,
+                flush=True,
+            )
+
+    numbered = list(enumerate(selected, start=1))
+    # What run_chapter sets for its kernel, set once around every thread (each then restores it
+    # to the same values, whatever the order in which they end).
+    env = {
+        FIGURE_DIR_ENV: str(figure_dir(manifest.root.resolve(), profile)),
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    }
+    with _environment(**env):
+        if jobs == 1:
+            for number, chapter in numbered:
+                run(number, chapter)
+        else:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                for future in [pool.submit(run, n, c) for n, c in numbered]:
+                    future.result()
+    runs = [done[n] for n in sorted(done)]
     print_table(runs, figure_dir(manifest.root, profile), out=out)
-    if failures:
+    if errors and not keep_going:
+        raise errors[min(errors)]
+    if errors:
+        failures = [selected[n - 1].name for n in sorted(errors)]
         raise PipelineError(f"{len(failures)} chapter(s) failed: {quoted(failures)} (see above)")
     return runs
 
