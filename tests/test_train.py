@@ -12,6 +12,7 @@ from cqsm.rl import migrate, results
 from cqsm.rl.agents import CQSMAgent, CQSMSettings
 from cqsm.rl.agents.cqsm import ACTOR_FORMS
 from cqsm.rl.envs import ActionDiffusionWrapper
+from cqsm.rl.replay import ReplayBuffer
 from cqsm.rl.runs import load_run
 from cqsm.rl.train import TrainingDiverged, TrainSettings, make_env, train
 from cqsm.settings import SettingsError
@@ -463,3 +464,46 @@ def test_action_warmup_draws_the_applied_action_uniformly_in_the_box():
     manual = ActionDiffusionWrapper(make_env(slow, explore=True).env, sigma_a=0.0)
     with pytest.raises(SettingsError, match="at least 40"):
         CQSMAgent(slow.agent, manual)
+
+
+def test_replayed_spans_follow_an_episode_and_stop_where_it_does():
+    buffer = ReplayBuffer(obs_dim=1, action_dim=1, capacity=8, seed=3)
+    # Episode one: obs 0 -> 1 -> 2 -> 3 (terminates); episode two: 10 -> 11 -> 12 (newest).
+    for obs, next_obs, terminated in [(0, 1, 0), (1, 2, 0), (2, 3, 1), (10, 11, 0), (11, 12, 0)]:
+        buffer.add([obs], [obs / 10], obs + 0.5, [next_obs], bool(terminated))
+    twin = ReplayBuffer(obs_dim=1, action_dim=1, capacity=8, seed=3)
+    twin.load_state_dict(buffer.state_dict())
+    spans = buffer.sample(64, steps=3)
+    plain = twin.sample(64)  # the same draws: the first transition of each span
+    for name in ReplayBuffer.FIELDS:
+        torch.testing.assert_close(spans[name], plain[name])
+    expected = {  # first obs: (span, rewards, last next obs, terminated)
+        0.0: (3, [0.5, 1.5, 2.5], 3.0, 1.0),
+        1.0: (2, [1.5, 2.5, 0.0], 3.0, 1.0),  # stops at the termination
+        2.0: (1, [2.5, 0.0, 0.0], 3.0, 1.0),
+        10.0: (2, [10.5, 11.5, 0.0], 12.0, 0.0),  # the newest transition ends it
+        11.0: (1, [11.5, 0.0, 0.0], 12.0, 0.0),
+    }
+    seen = set()
+    for k, first in enumerate(spans["obs"][:, 0].tolist()):
+        span, rewards, last, terminated = expected[first]
+        seen.add(first)
+        assert spans["span"][k].item() == span
+        assert spans["span_reward"][k].tolist() == rewards
+        assert spans["span_next_obs"][k, 0].item() == last
+        assert spans["span_terminated"][k].item() == terminated
+        actions = [(first + j) / 10 if j < span else 0.0 for j in (1, 2)]
+        torch.testing.assert_close(spans["span_action"][k, :, 0], torch.tensor(actions))
+    assert seen == set(expected)
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        buffer.sample(4, steps=0)
+
+
+def test_a_bootstrap_span_trains_deterministically_and_changes_the_training(tmp_path):
+    def run(name, **agent):
+        settings = tiny(tmp_path / name, algo="cqsm", agent={"hidden": (32, 32)} | agent)
+        return rows_without_timing(train(settings).rows)
+
+    first, again = run("a", bootstrap_span=0.15), run("b", bootstrap_span=0.15)
+    pd.testing.assert_frame_equal(first, again)
+    assert not np.allclose(first["critic_loss"], run("c")["critic_loss"])  # one step

@@ -114,7 +114,7 @@ def measure(algo: str, env_id: str, settings: BenchSettings, seed: int = 0) -> d
     start = time.perf_counter()
     for _ in range(settings.steps):
         obs = step(lambda obs: agent.act(obs, explore=True))
-        agent.update(buffer.sample(batch_size))
+        agent.update(buffer.sample(batch_size, agent.span_steps))
     sps = settings.steps / (time.perf_counter() - start)
 
     latencies = np.empty(settings.calls)

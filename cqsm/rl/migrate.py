@@ -26,6 +26,8 @@ run; resuming and loading a run apply the same :func:`migrate_settings` to its
    control step, as before. CQSM gained ``relaxation_step``, whose default is the exact
    relaxation; a run with a relaxation score made before it took the Euler step (``"euler"``),
    and a run without one reads the default, which it never uses.
+7. CQSM gained ``bootstrap_span`` (seconds each critic target spans): absent, one control
+   step, as before (``None``).
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ NEW_FIELDS = {
 # made (a function of its saved agent settings).
 NEW_AGENT_FIELDS = {
     "cqsm": {
-        "relaxation_step": lambda agent: "exact" if agent.get("relaxation") is None else "euler"
+        "relaxation_step": lambda agent: "exact" if agent.get("relaxation") is None else "euler",
+        "bootstrap_span": lambda agent: None,
     },
 }
 

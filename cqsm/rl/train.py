@@ -556,7 +556,7 @@ def train(settings: TrainSettings, on_eval=None) -> TrainResult:
         interval_steps += 1
         if step > s.learning_starts:
             for _ in range(updates_due(step - s.learning_starts, per_step)):
-                info = agent.update(buffer.sample(s.batch_size))
+                info = agent.update(buffer.sample(s.batch_size, agent.span_steps))
                 guard.check(info, step, last_good)
                 for k, v in info.items():
                     diagnostics.setdefault(k, []).append(v)

@@ -145,6 +145,7 @@ class Saved:
     PARTS: tuple[str, ...] = ()
     POLICY_PARTS: tuple[str, ...] = ()
     updates: int = 0
+    span_steps: int = 1  # the replayed steps each update's targets follow (ReplayBuffer.sample)
 
     def state_dict(self) -> dict:
         return {k: getattr(self, k).state_dict() for k in self.PARTS} | {"updates": self.updates}

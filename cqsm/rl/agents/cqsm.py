@@ -11,7 +11,10 @@ step. Each update:
    ``Q_phi(x_k, a_k)`` regress on ``r_k dt + e^{-beta dt}(-(lam/2)|Psi'|^2 dt +
    min_j Qbar_j(x_{k+1}, a'_{k+1}))``, with ``Psi' = Psi_theta(x_{k+1}, a_k)`` and ``a'_{k+1}``
    re-sampled from the current score, so replayed transitions give exact off-policy
-   evaluation. Optionally TD3's stabilisers: a Polyak-averaged target score and clipped noise.
+   evaluation. Optionally TD3's stabilisers: a Polyak-averaged target score and clipped noise;
+   and a bootstrap span in seconds (``bootstrap_span``): the condition over the replayed steps
+   of a fixed time, so that each target looks as far ahead in seconds at any interval (its
+   steps after the first are the behaviour's, as in any n-step target).
 2. **Score** (:meth:`CQSMAgent.update`): Q-score matching, ``|Psi_theta - grad_a Q_phi(x,
    a_hat) / lam|^2`` with ``a_hat = a_prev + Psi_theta dt`` held fixed, or its Feynman–Kac
    twin, maximise ``Q_phi(x, a_hat) - (lam/2)|Psi|^2 dt`` through ``Psi_theta``; both have
@@ -108,11 +111,14 @@ class CQSMSettings:
     target_noise: float = 0.0
     """extra noise on the TD target's next action, action units, clipped at 2.5 standard
     deviations (TD3's target policy smoothing), beside the action process's own"""
+    bootstrap_span: float | None = None
+    """seconds each critic target spans: the replayed steps within it (round(span / dt) of
+    them, at least one), then the bootstrap; None: one control step, whatever the interval"""
 
     def __post_init__(self):
         check_positive(self, "lam", "critic_lr", "score_lr", "tau")
         check_positive(self, "score_every", integer=True)
-        check_positive(self, "beta", "relaxation", optional=True)
+        check_positive(self, "beta", "relaxation", "bootstrap_span", optional=True)
         check_positive(self, "target_noise", zero=True)
         check_choice(self, "actor", ACTOR_FORMS, "actor form")
         check_choice(self, "warmup", WARMUPS, "warm-up")
@@ -184,6 +190,9 @@ class CQSMAgent(Saved):
         # the default discount is 0.99 per *native* step: a rate per second, whatever the interval
         self.beta = s.beta if s.beta is not None else -math.log(0.99) / env.native_dt
         self.discount = math.exp(-self.beta * self.dt)
+        # the replayed steps each critic target follows (ReplayBuffer.sample's steps)
+        span = s.bootstrap_span
+        self.span_steps = 1 if span is None else max(1, round(span / self.dt))
         # the time a relaxation score divides its distance to the target by: the relaxation
         # time for the Euler step, dt / (1 - e^{-dt/relaxation}) (longer) for the exact one
         self.relax_time = s.relaxation
@@ -229,9 +238,29 @@ class CQSMAgent(Saved):
     @torch.no_grad()
     def td_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The discretised martingale condition, with ``a'_{k+1}`` re-sampled from the
-        current score (or the target score), plus the target noise if any."""
+        current score (or the target score), plus the target noise if any. With a bootstrap
+        span (``batch["span"]``, :meth:`ReplayBuffer.sample` with ``steps``), the condition
+        over the span's ``m`` replayed steps: their discounted rewards and the prices of their
+        scores after the first, then the bootstrap from the span's last next observation."""
+        # rewards are rates; a terminated episode has no future, a truncated one does
+        if "span" not in batch:
+            alive = 1 - batch["terminated"]
+            return batch["reward"] * self.base_dt + alive * self.discount * self._future(
+                batch["next_obs"]
+            )
+        s, steps = self.settings, batch["span_reward"].shape[1]
+        weights = self.discount ** torch.arange(steps, dtype=torch.float32)
+        rewards = (batch["span_reward"] * weights).sum(1) * self.base_dt
+        prices = batch["span_action"].square().sum(-1) * weights[1:]
+        running = rewards - 0.5 * s.lam * prices.sum(1) * self.dt
+        alive = 1 - batch["span_terminated"]
+        tail = self.discount ** batch["span"].to(torch.float32)
+        return running + alive * tail * self._future(batch["span_next_obs"])
+
+    def _future(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """``-(lam/2)|Psi'|^2 dt + min_j Qbar_j(x', a')``, ``a'`` moved by the score at
+        ``next_obs = (x', a)`` (``a`` the action applied last) and the action noise."""
         s, n, dt = self.settings, self.n, self.dt
-        next_obs = batch["next_obs"]
         x_next, a = next_obs[:, :n], next_obs[:, n:]  # a_k was applied at x_k
         net = self.score_target if s.target_score else self.score_net
         psi_next = self.score(next_obs, net)
@@ -241,10 +270,7 @@ class CQSMAgent(Saved):
             smoothing = (s.target_noise * torch.randn_like(a)).clamp(-limit, limit)
             a_next = self.diffusion.keep(a_next + smoothing)
         q_next = torch.min(*self.critic_target(x_next, a_next))
-        future = q_next - 0.5 * s.lam * psi_next.square().sum(-1) * dt
-        # rewards are rates; a terminated episode has no future, a truncated one does
-        alive = 1 - batch["terminated"]
-        return batch["reward"] * self.base_dt + alive * self.discount * future
+        return q_next - 0.5 * s.lam * psi_next.square().sum(-1) * dt
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         s, n, dt = self.settings, self.n, self.dt
