@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "simulate",
     "returns_to_go",
     "trace_sums",
+    "noise_covariance",
     "euler_log_likelihood_ratio",
     "kl_rate",
 ]
@@ -146,6 +148,36 @@ def returns_to_go(paths: Paths) -> torch.Tensor:
     """
     rewards = torch.cat([paths.running_reward * paths.dt, paths.terminal[:, None]], 1)
     return trace_sums(rewards, math.exp(-paths.discount * paths.dt))
+
+
+def noise_covariance(paths: Paths) -> torch.Tensor:
+    """The noise covariance per unit time ``Sigma Sigma^T`` of the paths' increments, from data.
+
+    Each Euler step is ``z_{k+1} - z_k = (calA z_k + calE Psi_k) dt + Sigma sqrt(dt) eps_k``:
+    linear in ``(z_k, Psi_k)`` (the LQ dynamics, whose coefficients are not used) up to the noise.
+    The least-squares residuals of the increments on ``(z_k, Psi_k)``, pooled over paths and
+    steps, estimate the noise: their covariance over ``dt`` (with the degrees of freedom of the
+    regression taken out) is unbiased for ``Sigma Sigma^T``. The raw quadratic variation
+    ``sum dz dz^T / (K dt)`` is not: its drift part ``|calA z + calE Psi|^2 dt`` is of the size
+    of the noise itself at ``dt = 0.01`` when ``|z| ~ 3``. Shape ``(n+d, n+d)``.
+    """
+    lhs = rhs = sq = 0
+    rows = 0
+    for start in range(0, paths.n_paths, 2048):
+        chunk = paths.select(slice(start, start + 2048))
+        z = chunk.z
+        dz = (z[:, 1:] - z[:, :-1]).reshape(-1, z.shape[-1])
+        X = torch.cat([z[:, :-1], chunk.psi], -1).reshape(len(dz), -1)
+        lhs, rhs, sq = lhs + X.T @ X, rhs + X.T @ dz, sq + dz.T @ dz
+        rows += len(dz)
+    lhs, rhs, sq = lhs.numpy(), rhs.numpy(), sq.numpy()
+    # A constant gain makes Psi a linear function of z: the pseudo-inverse drops that direction.
+    scale = np.sqrt(np.diag(lhs))
+    inner = np.linalg.pinv(lhs / np.outer(scale, scale), rcond=1e-10, hermitian=True)
+    rank = np.linalg.matrix_rank(lhs / np.outer(scale, scale), tol=1e-10, hermitian=True)
+    resid = sq - rhs.T @ (inner / np.outer(scale, scale)) @ rhs
+    cov = (resid + resid.T) / 2 / ((rows - rank) * paths.dt)
+    return torch.from_numpy(cov)
 
 
 def _check_dt(dt: float) -> float:
