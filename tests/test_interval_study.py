@@ -8,11 +8,13 @@ import torch
 from cqsm.rl import results
 from cqsm.rl.interval_study import (
     GRID,
+    SIGNALS,
     budget_seconds,
     every_step_runs,
     grid_returns,
     grid_settings,
     interval_table,
+    late_training,
     native_dt,
     per_step_runs,
     screen,
@@ -276,3 +278,23 @@ def _run(folder, algo):
     path = folder / f"{algo}-Hopper-v5-s0"
     path.mkdir(parents=True, exist_ok=True)
     return path / "results.csv"
+
+
+def test_late_training_means_the_logged_signals_over_the_end_of_the_budget():
+    env = "Hopper-v5"  # budget 400 s; evaluations every 40 s
+    runs = []
+    for seed, scale in ((0, 1.0), (1, 3.0)):
+        rows = _rows("cqsm", env, 0.002, seed, list(range(10)))
+        for k, name in enumerate(SIGNALS):
+            rows[name] = scale * (k + 1) * np.arange(1, 11)  # 1..10 times (k + 1)
+        runs.append(rows)
+    short = _rows("cqsm", env, 0.016, 0, [1, 2, 3]).assign(**dict.fromkeys(SIGNALS, 1.0))
+    td3 = _rows("td3", env, 0.002, 0, list(range(10))).assign(**dict.fromkeys(SIGNALS, 9.0))
+    table = late_training(pd.concat([*runs, short, td3]), last=0.2)
+    assert len(table) == 1  # the run short of the budget and TD3's are left out
+    row = table.iloc[0]
+    assert row["seeds"] == 2 and not row["native"] and row["dt"] == 0.002
+    for k, name in enumerate(SIGNALS):  # the last 20%: the rows at 360 s and 400 s
+        assert row[name] == pytest.approx((1.0 + 3.0) / 2 * (k + 1) * 9.5)
+    with pytest.raises(ValueError, match=r"last must be a fraction of the budget in \(0, 1\]"):
+        late_training(pd.concat(runs), last=0)

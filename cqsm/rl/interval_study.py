@@ -68,6 +68,8 @@ __all__ = [
     "screen_choice",
     "grid_returns",
     "interval_table",
+    "SIGNALS",
+    "late_training",
 ]
 
 GRID = {
@@ -434,3 +436,49 @@ def _ratio(values, native, level, n_resamples: int = 10_000, seed: int = 0):
     tail = (1 - level) / 2
     low, high = np.quantile(top / bottom, [tail, 1 - tail])
     return values.mean() / native.mean(), float(low), float(high)
+
+
+SIGNALS = ("q", "critic_loss", "score_rms", "grad_a_q", "replay_gap")
+"""What CQSM's updates log, as :func:`late_training` tabulates them: the critic's mean Q and its
+loss, the RMS score, ``|grad_a Q|`` at the score's move and the RMS distance of the replayed
+actions from that move (:meth:`cqsm.rl.agents.cqsm.CQSMAgent.diagnostics`; the score's own loss
+is left out: its meaning depends on the actor form)."""
+
+
+def late_training(
+    rows: pd.DataFrame,
+    native_rows: pd.DataFrame | None = None,
+    algo: str = "cqsm",
+    budget_steps: int = BUDGET_STEPS,
+    last: float = 0.2,
+) -> pd.DataFrame:
+    """What ``algo``'s updates logged late in the budget, per task and control interval.
+
+    For each run that reached the budget, the mean of each of :data:`SIGNALS` over its logged
+    rows in the last ``last`` of the budget's simulated time (the native runs read at the same
+    budget), then the mean over seeds (``seeds`` counts them). One row per ``(env, dt)``,
+    ``native`` marking the task's own interval."""
+    if not 0 < last <= 1:
+        raise ValueError(f"last must be a fraction of the budget in (0, 1]; got {last}.")
+    frames = [rows] + ([native_rows] if native_rows is not None and len(native_rows) else [])
+    rows = pd.concat(frames, ignore_index=True)
+    rows = rows[rows["algo"] == algo]
+    missing = [c for c in SIGNALS if c not in rows]
+    if missing:
+        raise ValueError(f"the rows of {algo!r} have no {missing} columns: not CQSM's logs?")
+    runs = []
+    for (env, seed, dt), run in rows.groupby(["env", "seed", _interval(rows)], sort=False):
+        budget = budget_seconds(env, budget_steps)
+        if not np.isclose(run["sim_time"], budget).any():
+            continue  # short of the budget
+        late = run[(run["sim_time"] > budget * (1 - last)) & (run["sim_time"] <= budget * 1.000001)]
+        runs.append({"env": env, "dt": dt, "seed": seed, **late[list(SIGNALS)].mean()})
+    if not runs:
+        return pd.DataFrame(columns=["env", "dt", "native", "seeds", *SIGNALS])
+    per_run = pd.DataFrame(runs)
+    table = per_run.groupby(["env", "dt"], sort=False)[list(SIGNALS)].mean()
+    table.insert(0, "seeds", per_run.groupby(["env", "dt"], sort=False).size())
+    table = table.reset_index()
+    native = [np.isclose(dt, native_dt(e)) for e, dt in zip(table.env, table.dt, strict=True)]
+    table.insert(2, "native", native)
+    return table.sort_values(["env", "dt"], ignore_index=True)
