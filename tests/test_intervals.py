@@ -1,8 +1,10 @@
 """The control-interval study in closed form (cqsm.lq.intervals), checked against independent
 references: brute-force Bellman and Lyapunov recursions, an ODE for the second moments, Monte
-Carlo of the SDE, and the limits as dt -> 0."""
+Carlo of the SDE, and the limits as dt -> 0; and its learned counterpart against the fixed
+points."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.integrate
 import scipy.optimize
@@ -10,9 +12,11 @@ import scipy.optimize
 from cqsm.lq.intervals import (
     DEFAULT_DTS,
     LABELS,
+    LEARNED,
     METHODS,
     interval_gaps,
     interval_study,
+    learned_interval_study,
     score_matching_fixed_point,
 )
 from cqsm.lq.problem import ConventionalLQ, LQError, LQProblem, example
@@ -215,3 +219,87 @@ def test_the_gap_table_has_a_row_per_interval_and_a_column_per_method(study):
     assert table.loc[dt, LABELS["cqsm"]] == rows(study, "cqsm").set_index("dt").loc[dt, "value gap"]
     only = interval_gaps(study[study["method"] == "cqsm"])
     assert list(only.columns) == [LABELS["cqsm"]]
+
+
+# --------------------------------------------------------------------------- (e) learned
+@pytest.fixture(scope="module")
+def learned():
+    """Enough data that the sampling error of a gain is about 0.015 (5 rounds, 16384 one-second
+    episodes each), at two coarse intervals where the fixed points are far from the optimum."""
+    return learned_interval_study(dts=(0.1, 0.2), seconds=1.0, n_paths=16384, n_iterations=5)
+
+
+def gain_at(study, method, dt):
+    return study.set_index(["method", "dt"]).loc[(method, dt), "gain"]
+
+
+def test_learned_cqsm_reaches_the_q_score_matching_fixed_point(learned, prob):
+    """Within 0.06 of ``score_matching_fixed_point``, and nearer it than the continuous-time
+    optimum (0.11 away at 0.1 s, 0.28 at 0.2 s) or the discrete optimum."""
+    for dt in (0.1, 0.2):
+        K = gain_at(learned, "cqsm score matching", dt)
+        fixed = score_matching_fixed_point(prob, dt)
+        np.testing.assert_allclose(K, fixed, atol=0.06)
+        for other in (prob.optimal().gain(), prob.discrete_time_gain(dt)):
+            assert np.abs(K - fixed).max() < np.abs(K - other).max() / 2
+
+
+def test_learned_q_learning_reaches_the_discrete_riccati_gain_of_its_discount(learned, conv):
+    """At 0.2 s both discounts' fixed points are at least 0.13 from each other and from the
+    continuous-time optimum; each learner lands within 0.06 of its own."""
+    dt = 0.2
+    own = {"q-learning per step": 0.99, "q-learning per second": np.exp(-conv.discount * dt)}
+    for method, gamma in own.items():
+        K = gain_at(learned, method, dt)
+        fixed = conv.discrete_time_gain(dt, gamma)
+        np.testing.assert_allclose(K, fixed, atol=0.06)
+        others = [conv.optimal_gain()] + [
+            conv.discrete_time_gain(dt, g) for g in own.values() if g != gamma
+        ]
+        for other in others:
+            assert np.abs(K - fixed).max() < np.abs(K - other).max() / 2
+
+
+def test_learned_rows_are_the_fixed_point_rows_format(learned):
+    fixed = interval_study(dts=(0.1, 0.2))
+    assert list(learned.columns) == list(fixed.columns)
+    assert list(learned["method"].unique()) == list(LEARNED)
+    assert (learned["source"] == "learned").all() and (fixed["source"] == "fixed point").all()
+    assert learned["stable"].all() and (learned["value gap"] > 0).all()
+    both = fixed.set_index(["method", "dt"]).loc[learned.set_index(["method", "dt"]).index]
+    np.testing.assert_allclose(learned["gamma"], both["gamma"])
+    np.testing.assert_allclose(learned["optimal value"], both["optimal value"])
+    assert list(interval_gaps(learned).columns) == ["horizon (s)"] + [LABELS[m] for m in LEARNED]
+
+
+def test_the_learned_study_is_deterministic_given_its_seed():
+    """The same seed gives the same rows; another seed other gains; a cell's data do not depend
+    on which other intervals the study holds."""
+    size = {"seconds": 0.2, "n_paths": 32, "n_iterations": 2}
+    one = learned_interval_study(dts=(0.02, 0.1), **size)
+    pd.testing.assert_frame_equal(one, learned_interval_study(dts=(0.02, 0.1), **size))
+    other = learned_interval_study(dts=(0.02, 0.1), seed=1, **size)
+    flat = [np.concatenate([K.ravel() for K in s["gain"]]) for s in (one, other)]
+    assert not np.allclose(*flat)
+    alone = learned_interval_study(dts=(0.1,), **size).set_index(["method", "dt"])
+    for key, row in alone.iterrows():
+        np.testing.assert_array_equal(row["gain"], gain_at(one, *key))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"dts": (0.0,)}, "dt must be a positive"),
+        ({"dts": (-0.01,)}, "dt must be a positive"),
+        ({"seconds": 0.0}, "seconds must be positive"),
+        ({"n_paths": 0}, "n_paths must be positive"),
+        ({"n_iterations": 2.5}, "must be whole"),
+        ({"dts": (0.3,), "seconds": 1.0}, "whole number of steps"),
+        ({"exploration": 0.0}, "exploration must be"),
+        ({"gamma_per_step": 1.0}, "gamma_per_step"),
+        ({"prob": example("scalar")}, "stationary"),
+    ],
+)
+def test_the_learned_study_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(LQError, match=match):
+        learned_interval_study(**({"n_paths": 4, "n_iterations": 1} | kwargs))
