@@ -7,6 +7,7 @@ import torch
 
 from cqsm.rl import results
 from cqsm.rl.interval_study import (
+    _SCREEN,
     GRID,
     SIGNALS,
     budget_seconds,
@@ -24,7 +25,7 @@ from cqsm.rl.interval_study import (
     time_aware_runs,
 )
 from cqsm.rl.migrate import migrate_settings
-from cqsm.rl.presets import physical
+from cqsm.rl.presets import PHYSICAL, physical
 from cqsm.rl.train import TrainSettings
 
 COMMITTED = "paper_figures/results/control_interval/per-step"
@@ -272,10 +273,19 @@ def test_each_method_of_the_grid_has_its_folder_name_and_native_cell(tmp_path):
     assert set(native_rows.variant) == {"TD3", "TD3, time-aware"}
     cells = grid_returns(rows, native_rows)
     assert set(cells[cells.native].method) == {"TD3", "TD3, time-aware"}
+    # CQSM's native cell: its own folder's runs, and the chosen screen arm's for other seeds
+    chosen = next(n for n, _, _ in _SCREEN if screen_knobs(n) == PHYSICAL)
+    screened = f"screen/{chosen}"
+    for seed, folder, value in [(0, "native", 3.0), (0, screened, 4.0), (1, screened, 5.0)]:
+        rows = _rows("cqsm", env, 0.008, seed, [value] * 10)
+        rows.to_csv(_run(tmp_path / folder, "cqsm", seed), index=False)
+    _, native_rows = read_grid(tmp_path, native, [env], algos=("td3",))
+    mine = native_rows[native_rows.variant == "CQSM"].groupby("seed").eval_return.mean()
+    assert mine.to_dict() == {0: 3.0, 1: 5.0}  # seed 0 from native/, seed 1 from the screen
 
 
-def _run(folder, algo):
-    path = folder / f"{algo}-Hopper-v5-s0"
+def _run(folder, algo, seed=0):
+    path = folder / f"{algo}-Hopper-v5-s{seed}"
     path.mkdir(parents=True, exist_ok=True)
     return path / "results.csv"
 

@@ -43,7 +43,7 @@ import pandas as pd
 from cqsm.rl import results
 from cqsm.rl.compare import bootstrap_ci, label
 from cqsm.rl.envs import resolve_interval
-from cqsm.rl.presets import physical
+from cqsm.rl.presets import PHYSICAL, physical
 from cqsm.rl.study import Variant
 from cqsm.rl.train import TrainSettings, budget_twin
 
@@ -179,8 +179,9 @@ def read_grid(root, native, envs=tuple(GRID), algos=("td3", "sac")):
     """The grid's committed rows as ``(rows, native_rows)`` for :func:`grid_returns`, with a
     ``variant`` column naming each run's method (:data:`METHODS`): ``rows`` off the native
     interval from each method's folder under ``root``; ``native_rows`` from chapter 7's folder
-    ``native`` (a sub-folder per algorithm of ``algos``), CQSM's from ``root/native``, and TD3's
-    again under the name of each TD3 method with runs (its native cell)."""
+    ``native`` (a sub-folder per algorithm of ``algos``), CQSM's from ``root/native`` (or, for a
+    seed not there yet, the screen's run of the chosen arm: its first 50k steps are the same
+    run's), and TD3's again under the name of each TD3 method with runs (its native cell)."""
     root, envs = Path(root), list(envs)
 
     def read(folder, method):
@@ -193,7 +194,7 @@ def read_grid(root, native, envs=tuple(GRID), algos=("td3", "sac")):
         rows += read(root / METHODS[method][0], method)
     for algo in algos:
         native_rows += read(Path(native) / algo, algo)
-    native_rows += read(root / "native", "cqsm")
+    native_rows += _cqsm_native(root, envs)
     names = {frame.variant.iloc[0] for frame in rows}
     for method in ("time-aware", "every-step"):
         if METHODS[method][1] in names and "td3" in algos:
@@ -203,6 +204,21 @@ def read_grid(root, native, envs=tuple(GRID), algos=("td3", "sac")):
         pd.concat(rows, ignore_index=True) if rows else empty,
         pd.concat(native_rows, ignore_index=True) if native_rows else empty,
     )
+
+
+def _cqsm_native(root: Path, envs: list[str]) -> list[pd.DataFrame]:
+    """CQSM's native rows: ``root/native``'s runs, and the chosen screen arm's for the seeds of
+    each task that ``root/native`` does not have yet (seed 0's native run continues it)."""
+    _, name, algo = METHODS["cqsm"]
+    found = results.read_runs(root / "native", algo=algo, env=envs)
+    chosen = next(arm for arm, _, _ in _SCREEN if screen_knobs(arm) == PHYSICAL)
+    screened = results.read_runs(root / "screen" / chosen, algo=algo, env=envs)
+    if len(found) and len(screened):
+        have = set(zip(found["env"], found["seed"], strict=True))
+        pairs = zip(screened["env"], screened["seed"], strict=True)
+        screened = screened[[pair not in have for pair in pairs]]
+    frames = [f.assign(variant=name) for f in (found, screened) if len(f)]
+    return [pd.concat(frames, ignore_index=True)] if frames else []
 
 
 def per_step_runs(seeds=(0, 1, 2), out: str = "per-step", algos=("td3", "sac")) -> list:
