@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from cqsm.rl.interval_study import (
     screen,
     screen_choice,
     screen_knobs,
+    span_runs,
     time_aware,
     time_aware_runs,
 )
@@ -257,6 +259,9 @@ def test_each_method_of_the_grid_has_its_folder_name_and_native_cell(tmp_path):
     assert built["every-step"].updates_per_second == pytest.approx(1 / dt)
     assert built["td3"].updates_per_second == pytest.approx(1 / 0.008)
     assert built["cqsm"].agent == TrainSettings.for_task(env).agent  # the default, unchanged
+    assert built["span"].agent == replace(built["cqsm"].agent, bootstrap_span=0.008)
+    spans = [(r.env, r.control_interval) for r in span_runs()]  # intervals below the native
+    assert spans == [(e, dt) for e, dts in GRID.items() for dt in dts if dt < native_dt(e)]
     short = cell_settings("time-aware", env, dt, 0, "runs", learning_starts=100)
     assert short.learning_starts == 100  # a budget in steps replaces the method's in seconds
     with pytest.raises(ValueError, match="Unknown method 'ddpg'"):
@@ -276,12 +281,15 @@ def test_each_method_of_the_grid_has_its_folder_name_and_native_cell(tmp_path):
     # CQSM's native cell: its own folder's runs, and the chosen screen arm's for other seeds
     chosen = next(n for n, _, _ in _SCREEN if screen_knobs(n) == PHYSICAL)
     screened = f"screen/{chosen}"
+    _rows("cqsm", env, dt, 0, [6.0] * 10).to_csv(_run(tmp_path / "span", "cqsm"), index=False)
     for seed, folder, value in [(0, "native", 3.0), (0, screened, 4.0), (1, screened, 5.0)]:
         rows = _rows("cqsm", env, 0.008, seed, [value] * 10)
         rows.to_csv(_run(tmp_path / folder, "cqsm", seed), index=False)
     _, native_rows = read_grid(tmp_path, native, [env], algos=("td3",))
     mine = native_rows[native_rows.variant == "CQSM"].groupby("seed").eval_return.mean()
     assert mine.to_dict() == {0: 3.0, 1: 5.0}  # seed 0 from native/, seed 1 from the screen
+    spanned = native_rows[native_rows.variant == "CQSM, span T"]  # CQSM's native cell
+    assert spanned.groupby("seed").eval_return.mean().to_dict() == {0: 3.0, 1: 5.0}
 
 
 def _run(folder, algo, seed=0):

@@ -63,6 +63,8 @@ __all__ = [
     "time_aware",
     "time_aware_runs",
     "every_step_runs",
+    "span_runs",
+    "SAME_AT_NATIVE",
     "screen",
     "screen_knobs",
     "screen_choice",
@@ -145,11 +147,18 @@ METHODS = {
     "cqsm": ("cqsm", "CQSM", "cqsm"),
     "time-aware": ("time-aware", "TD3, time-aware", "td3"),
     "every-step": ("every-step", "TD3, an update per step", "td3"),
+    "span": ("span", "CQSM, span T", "cqsm"),
 }
 """The grid's methods: the folder of their runs off the native interval (under the study's
 folder), their name in tables and figures, and their algorithm. At the native interval TD3's
 and SAC's cells are chapter 7's runs, CQSM's are in ``native``, and time-aware TD3 and TD3 with
-an update per step are TD3 itself there (their native cell is TD3's)."""
+an update per step are TD3 itself there (their native cell is TD3's). ``span`` is CQSM's
+default with a bootstrap span of one native interval (``bootstrap_span = T``: each critic target
+follows the replayed steps of T seconds, so it looks as far ahead at every interval); at the
+native interval, and wherever ``dt >= T``, it is CQSM's default itself."""
+
+SAME_AT_NATIVE = {"time-aware": "td3", "every-step": "td3", "span": "cqsm"}
+"""The methods that are another method at the native interval, and that method."""
 
 
 def cell_settings(
@@ -171,6 +180,8 @@ def cell_settings(
         agent, own = time_aware(env, dt)
     elif method == "every-step":
         own = {"updates_per_second": 1 / dt}
+    elif method == "span":
+        agent = {"bootstrap_span": native_dt(env)}
     own = {k: v for k, v in own.items() if budget_twin(k) not in loop}  # loop's budget wins
     return grid_settings(env, algo, dt, seed, out, agent, budget_steps, **(own | loop))
 
@@ -181,7 +192,8 @@ def read_grid(root, native, envs=tuple(GRID), algos=("td3", "sac")):
     interval from each method's folder under ``root``; ``native_rows`` from chapter 7's folder
     ``native`` (a sub-folder per algorithm of ``algos``), CQSM's from ``root/native`` (or, for a
     seed not there yet, the screen's run of the chosen arm: its first 50k steps are the same
-    run's), and TD3's again under the name of each TD3 method with runs (its native cell)."""
+    run's), and again under the name of each method of :data:`SAME_AT_NATIVE` with runs (its
+    native cell is that method's)."""
     root, envs = Path(root), list(envs)
 
     def read(folder, method):
@@ -190,15 +202,19 @@ def read_grid(root, native, envs=tuple(GRID), algos=("td3", "sac")):
         return [found.assign(variant=name)] if len(found) else []
 
     rows, native_rows = [], []
-    for method in (*algos, "cqsm", "time-aware", "every-step"):
+    for method in (*algos, "cqsm", *SAME_AT_NATIVE):
         rows += read(root / METHODS[method][0], method)
     for algo in algos:
         native_rows += read(Path(native) / algo, algo)
     native_rows += _cqsm_native(root, envs)
     names = {frame.variant.iloc[0] for frame in rows}
-    for method in ("time-aware", "every-step"):
-        if METHODS[method][1] in names and "td3" in algos:
-            native_rows += read(Path(native) / "td3", method)
+    for method, same in SAME_AT_NATIVE.items():
+        if METHODS[method][1] not in names:
+            continue
+        if same == "cqsm":
+            native_rows += [f.assign(variant=METHODS[method][1]) for f in _cqsm_native(root, envs)]
+        elif same in algos:
+            native_rows += read(Path(native) / same, method)
     empty = pd.DataFrame()
     return (
         pd.concat(rows, ignore_index=True) if rows else empty,
@@ -275,6 +291,18 @@ def every_step_runs(seeds=(0, 1, 2), out: str = "every-step") -> list:
         cell_settings("every-step", env, min(dts), seed, out)
         for seed in seeds
         for env, dts in GRID.items()
+    ]
+
+
+def span_runs(seeds=(0,), out: str = "span") -> list:
+    """CQSM with a bootstrap span of one native interval at each task's intervals shorter than
+    its own (where the span is more than one step), the finest first."""
+    return [
+        cell_settings("span", env, dt, seed, out)
+        for seed in seeds
+        for env, dts in GRID.items()
+        for dt in sorted(dts)
+        if dt < native_dt(env) - 1e-12
     ]
 
 
