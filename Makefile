@@ -21,7 +21,7 @@ STAMP := $(VENV)/.cqsm-installed
 # The chapters' sweep() reads its backend and Ray address from these environment variables.
 SWEEP_ENV := CQSM_SWEEP_BACKEND=$(BACKEND)$(if $(RAY_ADDRESS), CQSM_RAY_ADDRESS=$(RAY_ADDRESS),)
 PIP_FLAGS := $(if $(CI),--progress-bar off,)
-# How many test files and chapters `make test` runs side by side (pytest-xdist workers, and
+# How many tests and chapters `make test` runs side by side (pytest-xdist workers, and
 # `cqsm figures --jobs`).
 JOBS ?= 2
 # Outputs that `make test` checks must be newer than this (seconds since the epoch).
@@ -69,7 +69,7 @@ chapter: $(STAMP) ## rerun one chapter and its figures: make chapter CHAPTER=ch0
 test: $(STAMP) ## lint, all tests, every figure at ci, the book with warnings as errors, output checks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest --runslow -m "not built_outputs" -n $(JOBS) --dist loadfile
+	$(BIN)/pytest --runslow -m "not built_outputs" -n $(JOBS) --dist loadgroup
 	$(SWEEP_ENV) $(CQSM) figures --profile ci --jobs $(JOBS)
 	$(CQSM) book --profile ci --strict
 	CQSM_BUILT_SINCE=$(TEST_START) $(BIN)/pytest --runslow -m built_outputs tests/test_pipeline.py

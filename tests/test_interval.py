@@ -242,26 +242,29 @@ def test_bad_input_gets_one_clear_line_and_writes_nothing(tmp_path, capsys, algo
 
 
 @pytest.mark.slow
-def test_committed_rows_reproduce(tmp_path):
-    """Rerunning committed runs for their first evaluations gives their rows bit for bit, in
-    every column but the timing ones: TD3 (Hopper, past its warm-up), CQSM (Pendulum, chapter
-    6) and SAC at twice Hopper's interval with two updates per step (the control-interval grid)."""
-    for run_dir, steps in [
+@pytest.mark.parametrize(
+    "run_dir, steps",
+    [
         ("ch07_locomotion/td3/td3-Hopper-v5-s0", 5_000),
         ("ch06_deep_cqsm/pendulum/cqsm-Pendulum-v1-s0", 3_000),
         ("control_interval/per-step/sac-Hopper-v5-dt0.016-s0", 7_500),
-    ]:
-        path = results.repository_root() / "paper_figures" / "results" / run_dir
-        saved = TrainSettings.from_saved(results.read_json(path / "settings.json"))
-        assert saved.learning_starts < steps and steps // saved.eval_every >= 1
-        again = results.plain(saved) | {"total_steps": steps, "out": str(tmp_path)}
-        rerun = train(TrainSettings.from_saved(again | {"progress": False})).rows
-        committed = pd.read_csv(path / "results.csv")
-        committed = committed[committed.step <= steps].drop(columns=["sps", "wall_time"])
-        # diagnostics added since a run was made are extra columns of the rerun
-        pd.testing.assert_frame_equal(
-            rerun[committed.columns], committed, check_dtype=False, check_exact=True
-        )
+    ],
+)
+def test_committed_rows_reproduce(tmp_path, run_dir, steps):
+    """Rerunning committed runs for their first evaluations gives their rows bit for bit, in
+    every column but the timing ones: TD3 (Hopper, past its warm-up), CQSM (Pendulum, chapter
+    6) and SAC at twice Hopper's interval with two updates per step (the control-interval grid)."""
+    path = results.repository_root() / "paper_figures" / "results" / run_dir
+    saved = TrainSettings.from_saved(results.read_json(path / "settings.json"))
+    assert saved.learning_starts < steps and steps // saved.eval_every >= 1
+    again = results.plain(saved) | {"total_steps": steps, "out": str(tmp_path)}
+    rerun = train(TrainSettings.from_saved(again | {"progress": False})).rows
+    committed = pd.read_csv(path / "results.csv")
+    committed = committed[committed.step <= steps].drop(columns=["sps", "wall_time"])
+    # diagnostics added since a run was made are extra columns of the rerun
+    pd.testing.assert_frame_equal(
+        rerun[committed.columns], committed, check_dtype=False, check_exact=True
+    )
 
 
 def test_a_run_at_another_interval_loads_and_evaluates_there(tmp_path, capsys):

@@ -30,6 +30,8 @@ from cqsm.rl import sweep as sweep_module
 from cqsm.rl.sweep import SweepError, summary_table, sweep, sweep_runs
 
 ROOT = Path(__file__).resolve().parents[1]
+# One pytest-xdist worker runs this file (make test: --dist loadgroup): one Ray cluster at a time.
+pytestmark = pytest.mark.xdist_group("sweep")
 RAY = Path(sys.executable).with_name("ray")
 STEPS = dict(total_steps=400, eval_every=200, checkpoint_every=200)
 SEEDS = (0, 1)

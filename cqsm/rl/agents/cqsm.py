@@ -239,9 +239,9 @@ class CQSMAgent(Saved):
     def td_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The discretised martingale condition, with ``a'_{k+1}`` re-sampled from the
         current score (or the target score), plus the target noise if any. With a bootstrap
-        span (``batch["span"]``, :meth:`ReplayBuffer.sample` with ``steps``), the condition
-        over the span's ``m`` replayed steps: their discounted rewards and the prices of their
-        scores after the first, then the bootstrap from the span's last next observation."""
+        span (``batch["span"]``: :meth:`ReplayBuffer.sample` with ``steps``), the condition
+        over the span's ``m`` replayed steps: their discounted rewards, the prices of their
+        scores after the first, and the bootstrap from the span's last next observation."""
         # rewards are rates; a terminated episode has no future, a truncated one does
         if "span" not in batch:
             alive = 1 - batch["terminated"]
