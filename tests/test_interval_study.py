@@ -41,6 +41,9 @@ def test_the_committed_grid_runs_are_the_librarys_cells():
     checked = 0
     planned = per_step_runs(out=str(root / COMMITTED))
     planned += cqsm_runs(out=str(study / "cqsm")) + native_runs(out=str(study / "native"))
+    planned += time_aware_runs(out=str(study / "time-aware"))
+    planned += every_step_runs(out=str(study / "every-step"))
+    planned += span_runs(seeds=(0, 1, 2), out=str(study / "span"))
     for settings in planned:
         saved = settings.run_dir / "settings.json"
         if not saved.exists():
