@@ -549,7 +549,9 @@ def two_chapter_repo(root, fail=""):
 @pytest.mark.slow
 def test_chapters_run_side_by_side_with_jobs(tmp_path, capsys):
     two_chapter_repo(tmp_path)
+    here = Path.cwd()
     runs = figures.run_figures(tmp_path, CI, jobs=2)  # each waits for the other to start
+    assert Path.cwd() == here  # papermill's chdir into each chapter's folder is undone
     assert [run.chapter for run in runs] == ["scratch", "second"]  # in the manifest's order
     out = capsys.readouterr().out
     assert "[1/2] scratch: done in" in out and "[2/2] second: done in" in out

@@ -365,7 +365,9 @@ def run_figures(
         FIGURE_DIR_ENV: str(figure_dir(manifest.root.resolve(), profile)),
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     }
-    with _environment(**env):
+    # papermill runs each chapter inside os.chdir to its folder, which is the process's: with
+    # chapters side by side the last to end restores another's folder, so restore the caller's.
+    with _environment(**env), contextlib.chdir(os.getcwd()):
         if jobs == 1:
             for number, chapter in numbered:
                 run(number, chapter)
