@@ -216,37 +216,49 @@ def test_cqsm_target_resamples_the_next_action_and_charges_the_move(monkeypatch)
 
 def test_cqsm_target_over_a_bootstrap_span_follows_the_replayed_steps(monkeypatch):
     """Three replayed steps of 0.05 s (a span of 0.15 s): the first row's span is whole; the
-    second's ends after two steps, at a termination; the third's after one (a new episode)."""
+    second's ends after two steps, at a termination; the third's after one (a new episode).
+    The states after the first are priced by the current score, not by the replayed one."""
     settings = CQSMSettings(hidden=(8,), lam=0.02, sigma_a=0.5, beta=1.0, bootstrap_span=0.15)
     env = ActionDiffusionWrapper(make("Pendulum-v1"), sigma_a=0.5)
     agent = CQSMAgent(settings, env)
     assert agent.span_steps == 3
-    agent.score_net = linear([[0.5, -1.0, 0.25, 2.0]])  # Psi = 40 tanh(w . (x', a))
+    w = [0.5, -1.0, 0.25, 2.0]
+    agent.score_net = linear([w])  # Psi = 40 tanh(w . (x, a))
     agent.critic_target = hand_critics(3)
     a_end = torch.tensor([[0.3], [-0.5], [0.0]])  # the last applied action of each span
     rewards = torch.tensor([[-1.0, -0.5, -2.0], [-0.25, 1.0, 0.0], [-1.5, 0.0, 0.0]])
-    scores = torch.tensor([[[4.0], [-2.0]], [[1.0], [0.0]], [[0.0], [0.0]]])  # steps 2 and 3
+    states = torch.tensor(  # (x, a_prev) of steps 2 and 3, zero past the span
+        [
+            [[0.2, -0.4, 1.0, 0.5], [1.0, 0.0, -0.5, -1.0]],
+            [[-0.3, 0.9, 0.1, 0.2], [0.0, 0.0, 0.0, 0.0]],
+            [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]],
+        ]
+    )
     monkeypatch.setattr(torch, "randn_like", lambda t: EPS.clone())
     spans = batch() | {
         "span": torch.tensor([3, 2, 1]),
         "span_reward": rewards,
-        "span_action": scores,
+        "span_obs": states,
         "span_next_obs": torch.cat([X_NEXT, a_end], -1),
         "span_terminated": torch.tensor([0.0, 1.0, 0.0]),
     }
     target = agent.td_target(spans)
 
+    def score(z):
+        return 40.0 * math.tanh(sum(wi * zi for wi, zi in zip(w, z, strict=True)))
+
     dt, gamma, expected = 0.05, math.exp(-1.0 * 0.05), []
     for row, (x, eps, _, _) in enumerate(transitions()):
         a = a_end[row, 0].item()
-        psi = 40.0 * math.tanh(0.5 * x[0] - 1.0 * x[1] + 0.25 * x[2] + 2.0 * a)
+        psi = score([*x, a])
         moved = a + psi * dt + 0.5 * math.sqrt(dt) * eps
         moved = 4.0 - moved if moved > 2.0 else (-4.0 - moved if moved < -2.0 else moved)
         future = min(sum(x) + moved, sum(x) - moved) - 0.5 * 0.02 * psi**2 * dt
         m = int(spans["span"][row])
         running = sum(gamma**j * rewards[row, j].item() * dt for j in range(m))
         running -= sum(
-            gamma**j * 0.5 * 0.02 * scores[row, j - 1, 0].item() ** 2 * dt for j in range(1, m)
+            gamma**j * 0.5 * 0.02 * score(states[row, j - 1].tolist()) ** 2 * dt
+            for j in range(1, m)
         )
         alive = 1 - spans["span_terminated"][row].item()
         expected.append(running + alive * gamma**m * future)

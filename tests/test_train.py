@@ -492,8 +492,8 @@ def test_replayed_spans_follow_an_episode_and_stop_where_it_does():
         assert spans["span_reward"][k].tolist() == rewards
         assert spans["span_next_obs"][k, 0].item() == last
         assert spans["span_terminated"][k].item() == terminated
-        actions = [(first + j) / 10 if j < span else 0.0 for j in (1, 2)]
-        torch.testing.assert_close(spans["span_action"][k, :, 0], torch.tensor(actions))
+        states = [first + j if j < span else 0.0 for j in (1, 2)]
+        torch.testing.assert_close(spans["span_obs"][k, :, 0], torch.tensor(states))
     assert seen == set(expected)
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         buffer.sample(4, steps=0)

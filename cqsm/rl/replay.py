@@ -52,9 +52,9 @@ class ReplayBuffer:
         With ``steps > 1`` each is followed for up to ``steps`` transitions, as long as they
         continue it (same episode, not terminated, already stored), and the batch also holds
         ``span`` (how many, ``(B,)``), ``span_reward`` (their rewards, ``(B, steps)``, zero past
-        the span), ``span_action`` (the actions of the steps after the first, ``(B, steps - 1,
-        d)``, zero past the span), and ``span_next_obs`` and ``span_terminated``, those of the
-        span's last transition. The same draws of the sampler as with ``steps = 1``."""
+        the span), ``span_obs`` (the observations of the steps after the first, ``(B, steps -
+        1, obs_dim)``, zero past the span), and ``span_next_obs`` and ``span_terminated``, those
+        of the span's last transition. The same draws of the sampler as with ``steps = 1``."""
         if steps < 1:
             raise ValueError(f"steps must be a positive integer; got {steps}.")
         index = self.rng.integers(0, self.size, size=batch_size)
@@ -66,11 +66,11 @@ class ReplayBuffer:
         at = (index[:, None] + np.arange(steps)) % self.capacity
         last = at[np.arange(batch_size), span - 1]
         reward = np.where(path, self.reward[at], 0.0).astype(np.float32)
-        action = np.where(path[:, 1:, None], self.action[at[:, 1:]], 0.0).astype(np.float32)
+        obs = np.where(path[:, 1:, None], self.obs[at[:, 1:]], 0.0).astype(np.float32)
         return batch | {
             "span": torch.from_numpy(span.astype(np.int64)),
             "span_reward": torch.from_numpy(reward),
-            "span_action": torch.from_numpy(action),
+            "span_obs": torch.from_numpy(obs),
             "span_next_obs": torch.from_numpy(self.next_obs[last]),
             "span_terminated": torch.from_numpy(self.terminated[last]),
         }

@@ -14,7 +14,8 @@ step. Each update:
    evaluation. Optionally TD3's stabilisers: a Polyak-averaged target score and clipped noise;
    and a bootstrap span in seconds (``bootstrap_span``): the condition over the replayed steps
    of a fixed time, so that each target looks as far ahead in seconds at any interval (its
-   steps after the first are the behaviour's, as in any n-step target).
+   steps after the first are the behaviour's, as in any n-step target, priced by the current
+   score).
 2. **Score** (:meth:`CQSMAgent.update`): Q-score matching, ``|Psi_theta - grad_a Q_phi(x,
    a_hat) / lam|^2`` with ``a_hat = a_prev + Psi_theta dt`` held fixed, or its Feynman–Kac
    twin, maximise ``Q_phi(x, a_hat) - (lam/2)|Psi|^2 dt`` through ``Psi_theta``; both have
@@ -240,8 +241,11 @@ class CQSMAgent(Saved):
         """The discretised martingale condition, with ``a'_{k+1}`` re-sampled from the
         current score (or the target score), plus the target noise if any. With a bootstrap
         span (``batch["span"]``: :meth:`ReplayBuffer.sample` with ``steps``), the condition
-        over the span's ``m`` replayed steps: their discounted rewards, the prices of their
-        scores after the first, and the bootstrap from the span's last next observation."""
+        over the span's ``m`` replayed steps: their discounted rewards, the price of the
+        current score at each of their states after the first (the price the one-step target
+        charges its next step), and the bootstrap from the span's last next observation. The
+        replayed scores are not priced: they are the behaviour's, and a warm-up that moves the
+        action across the box in one step pays a price no policy being learned would."""
         # rewards are rates; a terminated episode has no future, a truncated one does
         if "span" not in batch:
             alive = 1 - batch["terminated"]
@@ -251,7 +255,10 @@ class CQSMAgent(Saved):
         s, steps = self.settings, batch["span_reward"].shape[1]
         weights = self.discount ** torch.arange(steps, dtype=torch.float32)
         rewards = (batch["span_reward"] * weights).sum(1) * self.base_dt
-        prices = batch["span_action"].square().sum(-1) * weights[1:]
+        inside = torch.arange(1, steps) < batch["span"][:, None]  # the states after the first
+        net = self.score_target if s.target_score else self.score_net
+        scores = self.score(batch["span_obs"].flatten(0, 1), net).unflatten(0, inside.shape)
+        prices = scores.square().sum(-1) * inside * weights[1:]
         running = rewards - 0.5 * s.lam * prices.sum(1) * self.dt
         alive = 1 - batch["span_terminated"]
         tail = self.discount ** batch["span"].to(torch.float32)
