@@ -241,12 +241,12 @@ class CQSMAgent(Saved):
         """The discretised martingale condition, with ``a'_{k+1}`` re-sampled from the
         current score (or the target score), plus the target noise if any. With a bootstrap
         span (``batch["span"]``, from
-        :meth:`~cqsm.rl.replay.ReplayBuffer.sample` with ``steps``), the condition over the
-        span's ``m`` replayed steps: their discounted rewards, the price of the current score
-        at each of their states after the first (the price the one-step target charges its
-        next step), and the bootstrap from the span's last next observation. The replayed
-        scores are not priced: they are the behaviour's, and a warm-up that moves the action
-        across the box in one step pays a price no policy being learned would."""
+        :meth:`~cqsm.rl.replay.ReplayBuffer.sample` with ``steps``), the condition over
+        the span's ``m`` replayed steps: their discounted rewards, the price of the current
+        score at each of their states after the first (the price the one-step target
+        charges its next step), and the bootstrap from the span's last next observation.
+        The replayed scores are not priced: they are the behaviour's, and a warm-up that
+        moves the action across the box in one step pays a price no learned score would."""
         # rewards are rates; a terminated episode has no future, a truncated one does
         if "span" not in batch:
             alive = 1 - batch["terminated"]
@@ -256,7 +256,7 @@ class CQSMAgent(Saved):
         s, steps = self.settings, batch["span_reward"].shape[1]
         weights = self.discount ** torch.arange(steps, dtype=torch.float32)
         rewards = (batch["span_reward"] * weights).sum(1) * self.base_dt
-        inside = torch.arange(1, steps) < batch["span"][:, None]  # the states after the first
+        inside = torch.arange(1, steps) < batch["span"][:, None]  # states after the first
         net = self.score_target if s.target_score else self.score_net
         scores = self.score(batch["span_obs"].flatten(0, 1), net).unflatten(0, inside.shape)
         prices = scores.square().sum(-1) * inside * weights[1:]
