@@ -240,13 +240,13 @@ class CQSMAgent(Saved):
     def td_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The discretised martingale condition, with ``a'_{k+1}`` re-sampled from the
         current score (or the target score), plus the target noise if any. With a bootstrap
-        span (``batch["span"]``, from
-        :meth:`~cqsm.rl.replay.ReplayBuffer.sample` with ``steps``), the condition over
-        the span's ``m`` replayed steps: their discounted rewards, the price of the current
-        score at each of their states after the first (the price the one-step target
-        charges its next step), and the bootstrap from the span's last next observation.
-        The replayed scores are not priced: they are the behaviour's, and a warm-up that
-        moves the action across the box in one step pays a price no learned score would."""
+        span (``batch["span"]``, from ``ReplayBuffer.sample`` with ``steps``), the condition
+        over the span's ``m`` replayed steps: their discounted rewards, the price of the
+        current score at each of their states after the first (the price the one-step
+        target charges its next step), and the bootstrap from the span's last next
+        observation. The replayed scores are not priced: they are the behaviour's, and a
+        warm-up that moves the action across the box in one step pays a price no learned
+        score would."""
         # rewards are rates; a terminated episode has no future, a truncated one does
         if "span" not in batch:
             alive = 1 - batch["terminated"]
