@@ -315,7 +315,12 @@ def test_late_training_means_the_logged_signals_over_the_end_of_the_budget():
     assert len(table) == 1  # the run short of the budget and TD3's are left out
     row = table.iloc[0]
     assert row["seeds"] == 2 and not row["native"] and row["dt"] == 0.002
+    assert row["method"] == "CQSM"
     for k, name in enumerate(SIGNALS):  # the last 20%: the rows at 360 s and 400 s
         assert row[name] == pytest.approx((1.0 + 3.0) / 2 * (k + 1) * 9.5)
+    spanned = runs[0].assign(variant="CQSM, span T")  # another method: a row of its own
+    both = late_training(pd.concat([*runs, spanned]))
+    assert both.method.tolist() == ["CQSM", "CQSM, span T"]
+    assert both.seeds.tolist() == [2, 1]
     with pytest.raises(ValueError, match=r"last must be a fraction of the budget in \(0, 1\]"):
         late_training(pd.concat(runs), last=0)

@@ -496,12 +496,13 @@ def late_training(
     budget_steps: int = BUDGET_STEPS,
     last: float = 0.2,
 ) -> pd.DataFrame:
-    """What ``algo``'s updates logged late in the budget, per task and control interval.
+    """What ``algo``'s updates logged late in the budget, per method, task and interval.
 
     For each run that reached the budget, the mean of each of :data:`SIGNALS` over its logged
     rows in the last ``last`` of the budget's simulated time (the native runs read at the same
-    budget), then the mean over seeds (``seeds`` counts them). One row per ``(env, dt)``,
-    ``native`` marking the task's own interval."""
+    budget), then the mean over seeds (``seeds`` counts them). One row per ``(method, env,
+    dt)``, the method named as in :func:`grid_returns`, ``native`` marking the task's own
+    interval."""
     if not 0 < last <= 1:
         raise ValueError(f"last must be a fraction of the budget in (0, 1]; got {last}.")
     frames = [rows] + ([native_rows] if native_rows is not None and len(native_rows) else [])
@@ -510,19 +511,26 @@ def late_training(
     missing = [c for c in SIGNALS if c not in rows]
     if missing:
         raise ValueError(f"the rows of {algo!r} have no {missing} columns: not CQSM's logs?")
+    named = rows["algo"].map(label)
+    methods = rows["variant"].fillna(named) if "variant" in rows else named
     runs = []
-    for (env, seed, dt), run in rows.groupby(["env", "seed", _interval(rows)], sort=False):
+    keys = [methods.rename("method"), "env", "seed", _interval(rows)]
+    for (method, env, seed, dt), run in rows.groupby(keys, sort=False):
         budget = budget_seconds(env, budget_steps)
         if not np.isclose(run["sim_time"], budget).any():
             continue  # short of the budget
         late = run[(run["sim_time"] > budget * (1 - last)) & (run["sim_time"] <= budget * 1.000001)]
-        runs.append({"env": env, "dt": dt, "seed": seed, **late[list(SIGNALS)].mean()})
+        cell = {"method": method, "env": env, "dt": dt, "seed": seed}
+        runs.append(cell | dict(late[list(SIGNALS)].mean()))
+    columns = ["method", "env", "dt", "native", "seeds", *SIGNALS]
     if not runs:
-        return pd.DataFrame(columns=["env", "dt", "native", "seeds", *SIGNALS])
+        return pd.DataFrame(columns=columns)
     per_run = pd.DataFrame(runs)
-    table = per_run.groupby(["env", "dt"], sort=False)[list(SIGNALS)].mean()
-    table.insert(0, "seeds", per_run.groupby(["env", "dt"], sort=False).size())
+    cells = per_run.groupby(["method", "env", "dt"], sort=False)
+    table = cells[list(SIGNALS)].mean()
+    table.insert(0, "seeds", cells.size())
     table = table.reset_index()
-    native = [np.isclose(dt, native_dt(e)) for e, dt in zip(table.env, table.dt, strict=True)]
-    table.insert(2, "native", native)
-    return table.sort_values(["env", "dt"], ignore_index=True)
+    table["native"] = [
+        np.isclose(dt, native_dt(e)) for e, dt in zip(table.env, table.dt, strict=True)
+    ]
+    return table[columns].sort_values(["method", "env", "dt"], ignore_index=True)
