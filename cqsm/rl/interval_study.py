@@ -399,10 +399,8 @@ def grid_returns(
     not reached the budget is left out. ``method`` is the algorithm's display name, or the
     ``variant`` column where there is one.
     """
-    frames = [rows] + ([native_rows] if native_rows is not None and len(native_rows) else [])
-    rows = pd.concat(frames, ignore_index=True)
-    named = rows["algo"].map(label)
-    methods = rows["variant"].fillna(named) if "variant" in rows else named
+    rows = _together(rows, native_rows)
+    methods = _methods(rows)
     out = []
     for (method, env, seed, dt), run in rows.groupby(
         [methods, "env", "seed", _interval(rows)], sort=False
@@ -432,6 +430,18 @@ def grid_returns(
             }
         )
     return pd.DataFrame(out)
+
+
+def _together(rows: pd.DataFrame, native_rows: pd.DataFrame | None) -> pd.DataFrame:
+    """The runs off the native interval and the native ones, as one frame."""
+    frames = [rows] + ([native_rows] if native_rows is not None and len(native_rows) else [])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _methods(rows: pd.DataFrame) -> pd.Series:
+    """Each row's method: its ``variant`` where there is one, else its algorithm's name."""
+    named = rows["algo"].map(label)
+    return rows["variant"].fillna(named) if "variant" in rows else named
 
 
 def _interval(rows: pd.DataFrame) -> pd.Series:
@@ -505,14 +515,12 @@ def late_training(
     interval."""
     if not 0 < last <= 1:
         raise ValueError(f"last must be a fraction of the budget in (0, 1]; got {last}.")
-    frames = [rows] + ([native_rows] if native_rows is not None and len(native_rows) else [])
-    rows = pd.concat(frames, ignore_index=True)
+    rows = _together(rows, native_rows)
     rows = rows[rows["algo"] == algo]
     missing = [c for c in SIGNALS if c not in rows]
     if missing:
         raise ValueError(f"the rows of {algo!r} have no {missing} columns: not CQSM's logs?")
-    named = rows["algo"].map(label)
-    methods = rows["variant"].fillna(named) if "variant" in rows else named
+    methods = _methods(rows)
     runs = []
     keys = [methods.rename("method"), "env", "seed", _interval(rows)]
     for (method, env, seed, dt), run in rows.groupby(keys, sort=False):
