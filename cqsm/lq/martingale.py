@@ -30,7 +30,7 @@ import math
 import numpy as np
 import torch
 
-from cqsm.lq.sde import Paths, returns_to_go, trace_sums
+from cqsm.lq.sde import Paths, accumulate, returns_to_go, trace_sums
 
 __all__ = [
     "critic_on_grid",
@@ -141,7 +141,7 @@ def fit_martingale_loss(critic, paths: Paths, ridge: float = 0.0) -> torch.Tenso
         Xw = _flat(X * _time_weights(chunk)[None, :, None])
         return Xw.T @ _flat(X), Xw.T @ (returns_to_go(chunk) - b)[:, :-1].reshape(-1)
 
-    return _solve(*_accumulate(moments, paths), ridge)
+    return _solve(*accumulate(moments, paths), ridge)
 
 
 def solve_orthogonality(
@@ -157,7 +157,7 @@ def solve_orthogonality(
         xi = _flat(_eligibility_traces(f[:, :-1], trace_factor(chunk, trace_rate)))
         return xi.T @ _flat(df), xi.T @ u.reshape(-1)
 
-    return _solve(*_accumulate(moments, paths), ridge)
+    return _solve(*accumulate(moments, paths), ridge)
 
 
 def fit_mean_squared_td_error(critic, paths: Paths, ridge: float = 0.0) -> torch.Tensor:
@@ -171,16 +171,7 @@ def fit_mean_squared_td_error(critic, paths: Paths, ridge: float = 0.0) -> torch
         _, u, df = _affine_increments(critic, chunk)
         return _flat(df).T @ _flat(df), _flat(df).T @ u.reshape(-1)
 
-    return _solve(*_accumulate(moments, paths), ridge)
-
-
-def _accumulate(moments, paths: Paths, chunk_size: int = 2048):
-    """Sum ``moments(chunk) -> (lhs, rhs)`` over chunks of paths (bounded memory)."""
-    lhs = rhs = 0
-    for start in range(0, paths.n_paths, chunk_size):
-        a, b = moments(paths.select(slice(start, start + chunk_size)))
-        lhs, rhs = lhs + a, rhs + b
-    return lhs, rhs
+    return _solve(*accumulate(moments, paths), ridge)
 
 
 def _affine_increments(critic, paths: Paths):

@@ -21,6 +21,7 @@ __all__ = [
     "simulate",
     "returns_to_go",
     "trace_sums",
+    "accumulate",
     "noise_covariance",
     "euler_log_likelihood_ratio",
     "kl_rate",
@@ -150,6 +151,16 @@ def returns_to_go(paths: Paths) -> torch.Tensor:
     return trace_sums(rewards, math.exp(-paths.discount * paths.dt))
 
 
+def accumulate(moments, paths: Paths, chunk_size: int = 2048) -> tuple:
+    """Sum ``moments(chunk)`` (a tuple of arrays or numbers) over chunks of paths, so that
+    memory stays bounded however many paths there are."""
+    total = None
+    for start in range(0, paths.n_paths, chunk_size):
+        part = moments(paths.select(slice(start, start + chunk_size)))
+        total = part if total is None else tuple(a + b for a, b in zip(total, part, strict=True))
+    return total
+
+
 def noise_covariance(paths: Paths) -> torch.Tensor:
     """The noise covariance per unit time ``Sigma Sigma^T`` of the paths' increments, from data.
 
@@ -161,15 +172,14 @@ def noise_covariance(paths: Paths) -> torch.Tensor:
     ``sum dz dz^T / (K dt)`` is not: its drift part ``|calA z + calE Psi|^2 dt`` is of the size
     of the noise itself at ``dt = 0.01`` when ``|z| ~ 3``. Shape ``(n+d, n+d)``.
     """
-    lhs = rhs = sq = 0
-    rows = 0
-    for start in range(0, paths.n_paths, 2048):
-        chunk = paths.select(slice(start, start + 2048))
+
+    def moments(chunk):
         z = chunk.z
         dz = (z[:, 1:] - z[:, :-1]).reshape(-1, z.shape[-1])
         X = torch.cat([z[:, :-1], chunk.psi], -1).reshape(len(dz), -1)
-        lhs, rhs, sq = lhs + X.T @ X, rhs + X.T @ dz, sq + dz.T @ dz
-        rows += len(dz)
+        return X.T @ X, X.T @ dz, dz.T @ dz, len(dz)
+
+    lhs, rhs, sq, rows = accumulate(moments, paths)
     lhs, rhs, sq = lhs.numpy(), rhs.numpy(), sq.numpy()
     # A constant gain makes Psi a linear function of z: the pseudo-inverse drops that direction.
     scale = np.sqrt(np.diag(lhs))

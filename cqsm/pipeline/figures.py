@@ -171,6 +171,11 @@ def _kernel_config():
     return Config({"KernelManager": {"transport_encryption": "auto"}})
 
 
+def _kernel_environment(root: Path, profile: str) -> dict[str, str]:
+    """What a chapter's kernel reads from its environment: the figure folder of ``profile``."""
+    return {FIGURE_DIR_ENV: str(figure_dir(root, profile)), "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+
+
 @contextlib.contextmanager
 def _environment(**values: str) -> Iterator[None]:
     """Set environment variables for the kernels started inside the block."""
@@ -230,7 +235,7 @@ def run_chapter(
     timeout = chapter.timeout[profile]
     started = time.time()
     try:
-        with _environment(**{FIGURE_DIR_ENV: str(out_dir), "PYDEVD_DISABLE_FILE_VALIDATION": "1"}):
+        with _environment(**_kernel_environment(root, profile)):
             nb = papermill.execute_notebook(
                 nb,
                 str(partial),
@@ -361,10 +366,7 @@ def run_figures(
     numbered = list(enumerate(selected, start=1))
     # What run_chapter sets for its kernel, set once around every thread (each then restores it
     # to the same values, whatever the order in which they end).
-    env = {
-        FIGURE_DIR_ENV: str(figure_dir(manifest.root.resolve(), profile)),
-        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-    }
+    env = _kernel_environment(manifest.root.resolve(), profile)
     # papermill runs each chapter inside os.chdir to its folder, which is the process's: with
     # chapters side by side the last to end restores another's folder, so restore the caller's.
     with _environment(**env), contextlib.chdir(os.getcwd()):
