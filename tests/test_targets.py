@@ -8,6 +8,7 @@ the temperature's step toward its target entropy) and CQSM's (the next action re
 the current score, reflected at the box, the rate penalty charged at the move).
 """
 
+import copy
 import math
 
 import gymnasium as gym
@@ -19,6 +20,7 @@ from cqsm.rl.agents import CQSMAgent, CQSMSettings, SACAgent, SACSettings, TD3Ag
 from cqsm.rl.agents import sac as sac_module
 from cqsm.rl.agents import td3 as td3_module
 from cqsm.rl.envs import ActionDiffusionWrapper, make
+from cqsm.settings import SettingsError
 
 # Pendulum-v1: x in R^3, torque in [-2, 2] (half width 2), 0.05 s per step.
 X = torch.tensor([[1.0, 0.0, 0.5], [0.0, 1.0, -1.0], [0.6, -0.8, 2.0]])
@@ -270,3 +272,28 @@ def test_a_bootstrap_span_is_a_whole_number_of_control_steps(span, steps):
     env = ActionDiffusionWrapper(make("Pendulum-v1"), sigma_a=0.5)  # 0.05 s per step
     agent = CQSMAgent(CQSMSettings(hidden=(8,), bootstrap_span=span), env)
     assert agent.span_steps == steps
+
+
+@pytest.mark.parametrize("tau_interval, rate", [(None, 0.005), (0.05, 0.005), (0.25, 0.025)])
+def test_the_target_critics_rate_is_tau_per_tau_interval_seconds(tau_interval, rate):
+    """At 0.05 s per step: tau itself at its own interval (exactly), five times tau per update
+    for tau at 0.25 s; the critics' targets move by that rate, the score's target by tau."""
+    env = ActionDiffusionWrapper(make("Pendulum-v1"), sigma_a=0.5)
+    settings = CQSMSettings(hidden=(8,), tau_interval=tau_interval, target_score=True)
+    agent = CQSMAgent(settings, env)
+    assert agent.critic_tau == pytest.approx(rate, rel=1e-12)
+    critic, score = copy.deepcopy(agent.critic_target), copy.deepcopy(agent.score_target)
+    a_k = torch.tensor([[1.9], [-0.5], [0.0]])
+    obs = {"obs": torch.cat([X, ACTION], -1), "next_obs": torch.cat([X_NEXT, a_k], -1)}
+    agent.update(batch() | obs)
+    for old, new, now in zip(
+        critic.parameters(), agent.critic_target.parameters(), agent.critic.parameters()
+    ):
+        torch.testing.assert_close(new, torch.lerp(old, now, rate))
+    for old, new, now in zip(
+        score.parameters(), agent.score_target.parameters(), agent.score_net.parameters()
+    ):
+        torch.testing.assert_close(new, torch.lerp(old, now, 0.005))
+    with pytest.raises(SettingsError, match="tau_interval"):
+        CQSMSettings(tau_interval=0.0)
+    assert CQSMAgent(CQSMSettings(tau_interval=10.0, tau=0.5), env).critic_tau == 1.0

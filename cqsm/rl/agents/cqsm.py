@@ -12,10 +12,11 @@ step. Each update:
    min_j Qbar_j(x_{k+1}, a'_{k+1}))``, with ``Psi' = Psi_theta(x_{k+1}, a_k)`` and ``a'_{k+1}``
    re-sampled from the current score, so replayed transitions give exact off-policy
    evaluation. Optionally TD3's stabilisers: a Polyak-averaged target score and clipped noise;
-   and a bootstrap span in seconds (``bootstrap_span``): the condition over the replayed steps
-   of a fixed time, so that each target looks as far ahead in seconds at any interval (its
-   steps after the first are the behaviour's, as in any n-step target, priced by the current
-   score).
+   target critics that advance as many seconds of horizon per update at any interval
+   (``tau_interval``); and a bootstrap span in seconds (``bootstrap_span``): the condition
+   over the replayed steps of a fixed time, so that each target looks as far ahead in seconds
+   at any interval (its steps after the first are the behaviour's, as in any n-step target,
+   priced by the current score).
 2. **Score** (:meth:`CQSMAgent.update`): Q-score matching, ``|Psi_theta - grad_a Q_phi(x,
    a_hat) / lam|^2`` with ``a_hat = a_prev + Psi_theta dt`` held fixed, or its Feynman–Kac
    twin, maximise ``Q_phi(x, a_hat) - (lam/2)|Psi|^2 dt`` through ``Psi_theta``; both have
@@ -90,7 +91,12 @@ class CQSMSettings:
     score_lr: float = 3e-4
     """Adam learning rate of the score network"""
     tau: float = 0.005
-    """Polyak rate of the target critics (and of the target score)"""
+    """Polyak rate of the target critics (and of the target score) per update"""
+    tau_interval: float | None = None
+    """the control interval, seconds, at which ``tau`` is the target critics' rate: at an
+    interval ``dt`` it is ``tau * tau_interval / dt`` (at most 1), so that their value advances
+    as many seconds of horizon per update at any interval (a one-step target adds ``dt``
+    seconds); None: ``tau`` per update, whatever the interval"""
     score_every: int = 1
     """update the score once every this many critic updates"""
     relaxation: float | None = None
@@ -119,7 +125,9 @@ class CQSMSettings:
     def __post_init__(self):
         check_positive(self, "lam", "critic_lr", "score_lr", "tau")
         check_positive(self, "score_every", integer=True)
-        check_positive(self, "beta", "relaxation", "bootstrap_span", optional=True)
+        check_positive(
+            self, "beta", "relaxation", "bootstrap_span", "tau_interval", optional=True
+        )
         check_positive(self, "target_noise", zero=True)
         check_choice(self, "actor", ACTOR_FORMS, "actor form")
         check_choice(self, "warmup", WARMUPS, "warm-up")
@@ -194,6 +202,10 @@ class CQSMAgent(Saved):
         # the replayed steps each critic target follows (ReplayBuffer.sample's steps)
         span = s.bootstrap_span
         self.span_steps = 1 if span is None else max(1, round(span / self.dt))
+        # the target critics' Polyak rate per update: tau, or tau per tau_interval seconds
+        self.critic_tau = s.tau
+        if s.tau_interval is not None and not math.isclose(s.tau_interval, self.dt):
+            self.critic_tau = min(1.0, s.tau * s.tau_interval / self.dt)
         # the time a relaxation score divides its distance to the target by: the relaxation
         # time for the Euler step, dt / (1 - e^{-dt/relaxation}) (longer) for the exact one
         self.relax_time = s.relaxation
@@ -304,7 +316,7 @@ class CQSMAgent(Saved):
             grad_a = torch.autograd.grad(q_hat.sum(), a_hat)[0]
             loss = (psi - grad_a / s.lam).square().sum(-1).mean()
         descend(self.score_opt, loss, also=(a_hat,) if s.actor == "feynman_kac" else ())
-        soft_update(self.critic_target, self.critic, s.tau)
+        soft_update(self.critic_target, self.critic, self.critic_tau)
         if s.target_score:
             soft_update(self.score_target, self.score_net, s.tau)
         if s.actor == "feynman_kac":  # the loss's gradient is -grad_a Q_phi1 / (batch dt)
