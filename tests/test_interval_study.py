@@ -10,6 +10,7 @@ from cqsm.rl import results
 from cqsm.rl.interval_study import (
     _SCREEN,
     GRID,
+    PROBES,
     SIGNALS,
     budget_seconds,
     every_step_runs,
@@ -19,10 +20,10 @@ from cqsm.rl.interval_study import (
     late_training,
     native_dt,
     per_step_runs,
+    probe_runs,
     screen,
     screen_choice,
     screen_knobs,
-    span_runs,
     time_aware,
     time_aware_runs,
 )
@@ -43,7 +44,8 @@ def test_the_committed_grid_runs_are_the_librarys_cells():
     planned += cqsm_runs(out=str(study / "cqsm")) + native_runs(out=str(study / "native"))
     planned += time_aware_runs(out=str(study / "time-aware"))
     planned += every_step_runs(out=str(study / "every-step"))
-    planned += span_runs(seeds=(0, 1, 2), out=str(study / "span"))
+    for probe in PROBES:
+        planned += probe_runs(probe, seeds=(0, 1, 2), out=str(study / probe))
     for settings in planned:
         saved = settings.run_dir / "settings.json"
         if not saved.exists():
@@ -263,8 +265,12 @@ def test_each_method_of_the_grid_has_its_folder_name_and_native_cell(tmp_path):
     assert built["td3"].updates_per_second == pytest.approx(1 / 0.008)
     assert built["cqsm"].agent == TrainSettings.for_task(env).agent  # the default, unchanged
     assert built["span"].agent == replace(built["cqsm"].agent, bootstrap_span=0.008)
-    spans = [(r.env, r.control_interval) for r in span_runs()]  # intervals below the native
-    assert spans == [(e, dt) for e, dts in GRID.items() for dt in dts if dt < native_dt(e)]
+    assert built["target-rate"].agent == replace(built["cqsm"].agent, tau_interval=0.008)
+    for probe in PROBES:  # the intervals below the native
+        probed = [(r.env, r.control_interval) for r in probe_runs(probe)]
+        assert probed == [(e, dt) for e, dts in GRID.items() for dt in dts if dt < native_dt(e)]
+    with pytest.raises(ValueError, match="Unknown probe 'td3'"):
+        probe_runs("td3")
     short = cell_settings("time-aware", env, dt, 0, "runs", learning_starts=100)
     assert short.learning_starts == 100  # a budget in steps replaces the method's in seconds
     with pytest.raises(ValueError, match="Unknown method 'ddpg'"):
@@ -324,3 +330,48 @@ def test_late_training_means_the_logged_signals_over_the_end_of_the_budget():
     assert both.seeds.tolist() == [2, 1]
     with pytest.raises(ValueError, match=r"last must be a fraction of the budget in \(0, 1\]"):
         late_training(pd.concat(runs), last=0)
+
+
+def test_a_probe_is_set_beside_the_default_on_its_own_seeds():
+    from cqsm.rl.interval_study import probe_table
+
+    def cell(method, dt, seed, value):
+        native = math.isclose(dt, 0.008)
+        return {
+            "env": "Hopper-v5",
+            "method": method,
+            "dt": dt,
+            "native": native,
+            "seed": seed,
+            "return": value,
+        }
+
+    rows = [
+        cell("CQSM", 0.008, 0, 400.0),
+        cell("CQSM", 0.008, 1, 600.0),
+        cell("CQSM", 0.002, 0, 200.0),
+        cell("CQSM", 0.002, 1, 300.0),
+        cell("CQSM, τ per T", 0.002, 0, 450.0),
+        cell("CQSM, τ per T", 0.008, 0, 999.0),  # at the native interval: not a probe's cell
+        cell("CQSM, span T", 0.004, 1, 100.0),  # the default has no seed 1 there
+    ]
+    late = pd.DataFrame(
+        [
+            {"method": "CQSM", "env": "Hopper-v5", "dt": 0.002, "grad_a_q": 0.01, "q": 0.2},
+            {
+                "method": "CQSM, τ per T",
+                "env": "Hopper-v5",
+                "dt": 0.002,
+                "grad_a_q": 0.03,
+                "q": 0.5,
+            },
+        ]
+    )
+    table = probe_table(pd.DataFrame(rows), late).set_index(["probe", "dt"])
+    assert len(table) == 2
+    rate = table.loc[("CQSM, τ per T", 0.002)]
+    assert (rate.seeds, rate["return"], rate.default) == (1, 450.0, 200.0)  # seed 0's default
+    assert (rate.share, rate.default_share) == (pytest.approx(0.9), pytest.approx(0.4))
+    assert (rate.grad_a_q, rate.default_grad_a_q, rate.q, rate.default_q) == (0.03, 0.01, 0.5, 0.2)
+    span = table.loc[("CQSM, span T", 0.004)]
+    assert np.isnan(span.default) and np.isnan(span.grad_a_q) and span["return"] == 100.0

@@ -63,7 +63,8 @@ __all__ = [
     "time_aware",
     "time_aware_runs",
     "every_step_runs",
-    "span_runs",
+    "PROBES",
+    "probe_runs",
     "SAME_AT_NATIVE",
     "screen",
     "screen_knobs",
@@ -72,6 +73,7 @@ __all__ = [
     "interval_table",
     "SIGNALS",
     "late_training",
+    "probe_table",
 ]
 
 GRID = {
@@ -148,6 +150,7 @@ METHODS = {
     "time-aware": ("time-aware", "TD3, time-aware", "td3"),
     "every-step": ("every-step", "TD3, an update per step", "td3"),
     "span": ("span", "CQSM, span T", "cqsm"),
+    "target-rate": ("target-rate", "CQSM, τ per T", "cqsm"),
 }
 """The grid's methods: the folder of their runs off the native interval (under the study's
 folder), their name in tables and figures, and their algorithm. At the native interval TD3's
@@ -155,9 +158,16 @@ and SAC's cells are chapter 7's runs, CQSM's are in ``native``, and time-aware T
 an update per step are TD3 itself there (their native cell is TD3's). ``span`` is CQSM's
 default with a bootstrap span of one native interval (``bootstrap_span = T``: each critic target
 follows the replayed steps of T seconds, so it looks as far ahead at every interval); at the
-native interval, and wherever ``dt >= T``, it is CQSM's default itself."""
+native interval, and wherever ``dt >= T``, it is CQSM's default itself. ``target-rate`` is CQSM's
+default with target critics that move ``tau`` per T seconds (``tau_interval = T``: ``tau T / dt``
+per update, so that their value advances as many seconds of horizon per update at every
+interval); at the native interval it is CQSM's default itself."""
 
-SAME_AT_NATIVE = {"time-aware": "td3", "every-step": "td3", "span": "cqsm"}
+PROBES = {"span": "bootstrap_span", "target-rate": "tau_interval"}
+"""CQSM's probes beside the grid: the method, and the setting of CQSM's that it sets to the
+env's own interval ``T`` on top of the default (a setting that does nothing at ``T``)."""
+
+SAME_AT_NATIVE = {"time-aware": "td3", "every-step": "td3", "span": "cqsm", "target-rate": "cqsm"}
 """The methods that are another method at the native interval, and that method."""
 
 
@@ -180,8 +190,8 @@ def cell_settings(
         agent, own = time_aware(env, dt)
     elif method == "every-step":
         own = {"updates_per_second": 1 / dt}
-    elif method == "span":
-        agent = {"bootstrap_span": native_dt(env)}
+    elif method in PROBES:
+        agent = {PROBES[method]: native_dt(env)}
     own = {k: v for k, v in own.items() if budget_twin(k) not in loop}  # loop's budget wins
     return grid_settings(env, algo, dt, seed, out, agent, budget_steps, **(own | loop))
 
@@ -294,11 +304,13 @@ def every_step_runs(seeds=(0, 1, 2), out: str = "every-step") -> list:
     ]
 
 
-def span_runs(seeds=(0,), out: str = "span") -> list:
-    """CQSM with a bootstrap span of one native interval at each task's intervals shorter than
-    its own (where the span is more than one step), the finest first."""
+def probe_runs(method: str, seeds=(0,), out: str | None = None) -> list:
+    """A probe of :data:`PROBES` at each task's intervals shorter than its own, the finest
+    first, into ``out`` (the method's folder name by default)."""
+    if method not in PROBES:
+        raise ValueError(f"Unknown probe {method!r}; choose one of {list(PROBES)}.")
     return [
-        cell_settings("span", env, dt, seed, out)
+        cell_settings(method, env, dt, seed, out or METHODS[method][0])
         for seed in seeds
         for env, dts in GRID.items()
         for dt in sorted(dts)
@@ -542,3 +554,42 @@ def late_training(
         np.isclose(dt, native_dt(e)) for e, dt in zip(table.env, table.dt, strict=True)
     ]
     return table[columns].sort_values(["method", "env", "dt"], ignore_index=True)
+
+
+def probe_table(cells: pd.DataFrame, late: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each probe of :data:`PROBES` beside CQSM's default on the same seeds, per task and
+    interval off the native one, from :func:`grid_returns`'s ``cells`` (and, given
+    :func:`late_training`'s table, the late ``grad_a_q`` and ``q`` of both, over all their
+    seeds).
+
+    Columns: ``probe`` (its display name), ``env``, ``dt``, ``seeds`` (the probe's), ``return``
+    (its mean), ``default`` (the default's mean on those seeds; NaN if it lacks one), the shares
+    of the default's native mean ``share`` and ``default_share``, and ``grad_a_q``, ``q`` and
+    their ``default_`` twins."""
+    columns = ["probe", "env", "dt", "seeds", "return", "default", "share", "default_share"]
+    columns += ["grad_a_q", "default_grad_a_q", "q", "default_q"]
+    mine = cells[cells["method"] == METHODS["cqsm"][1]]
+    native = mine[mine["native"]].groupby("env")["return"].mean()
+    runs = mine.set_index(["env", "dt", "seed"])["return"]
+    signals = late.set_index(["method", "env", "dt"]) if late is not None else None
+
+    def signal(method, env, dt, name):
+        if signals is None or (method, env, dt) not in signals.index:
+            return np.nan
+        return float(signals.loc[(method, env, dt), name])
+
+    out = []
+    for probe in PROBES:
+        name = METHODS[probe][1]
+        probed = cells[(cells["method"] == name) & ~cells["native"]]
+        for (env, dt), cell in probed.groupby(["env", "dt"], sort=True):
+            same = [runs.get((env, dt, seed), np.nan) for seed in cell["seed"]]
+            base = native.get(env, np.nan)
+            row = {"probe": name, "env": env, "dt": dt, "seeds": len(cell)}
+            row |= {"return": cell["return"].mean(), "default": np.mean(same)}
+            row |= {"share": row["return"] / base, "default_share": row["default"] / base}
+            for key in ("grad_a_q", "q"):
+                row[key] = signal(name, env, dt, key)
+                row[f"default_{key}"] = signal(METHODS["cqsm"][1], env, dt, key)
+            out.append(row)
+    return pd.DataFrame(out, columns=columns)
