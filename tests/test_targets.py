@@ -297,3 +297,20 @@ def test_the_target_critics_rate_is_tau_per_tau_interval_seconds(tau_interval, r
     with pytest.raises(SettingsError, match="tau_interval"):
         CQSMSettings(tau_interval=0.0)
     assert CQSMAgent(CQSMSettings(tau_interval=10.0, tau=0.5), env).critic_tau == 1.0
+
+
+def test_td3s_target_critics_move_tau_per_tau_interval_seconds_and_its_actor_tau():
+    env = make("Pendulum-v1")  # 0.05 s per step
+    agent = TD3Agent(TD3Settings(hidden=(8,), tau_interval=0.25, policy_delay=1), env)
+    assert agent.critic_tau == pytest.approx(0.025, rel=1e-12)
+    assert TD3Agent(TD3Settings(hidden=(8,), tau_interval=0.05), env).critic_tau == 0.005
+    critic, actor = copy.deepcopy(agent.critic_target), copy.deepcopy(agent.actor_target)
+    agent.update(batch())
+    for old, new, now in zip(
+        critic.parameters(), agent.critic_target.parameters(), agent.critic.parameters()
+    ):
+        torch.testing.assert_close(new, torch.lerp(old, now, 0.025))
+    for old, new, now in zip(
+        actor.parameters(), agent.actor_target.parameters(), agent.actor.parameters()
+    ):
+        torch.testing.assert_close(new, torch.lerp(old, now, 0.005))

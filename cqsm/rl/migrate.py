@@ -28,8 +28,8 @@ run; resuming and loading a run apply the same :func:`migrate_settings` to its
    and a run without one reads the default, which it never uses.
 7. CQSM gained ``bootstrap_span`` (seconds each critic target spans): absent, one control
    step, as before (``None``).
-8. CQSM gained ``tau_interval`` (the interval at which ``tau`` is the target critics' rate):
-   absent, ``tau`` per update at every interval, as before (``None``).
+8. CQSM and TD3 gained ``tau_interval`` (the interval at which ``tau`` is the target critics'
+   rate): absent, ``tau`` per update at every interval, as before (``None``).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ NEW_AGENT_FIELDS = {
         "bootstrap_span": lambda agent: None,
         "tau_interval": lambda agent: None,
     },
+    "td3": {"tau_interval": lambda agent: None},
 }
 
 

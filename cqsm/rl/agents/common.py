@@ -7,6 +7,7 @@ updates from a replay batch, and saves its whole state. :func:`cqsm.rl.train.tra
 from __future__ import annotations
 
 import copy
+import math
 from typing import Protocol
 
 import gymnasium as gym
@@ -23,6 +24,7 @@ __all__ = [
     "Mish",
     "TwinCritic",
     "soft_update",
+    "target_rate",
     "as_batch",
     "ActionBox",
     "Saved",
@@ -103,6 +105,16 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """Polyak averaging ``target <- (1 - tau) target + tau source``."""
     for t, s in zip(target.parameters(), source.parameters(), strict=True):
         t.lerp_(s, tau)
+
+
+def target_rate(tau: float, tau_interval: float | None, dt: float) -> float:
+    """The target critics' Polyak rate per update at a control interval of ``dt`` seconds:
+    ``tau``, or (``tau_interval`` given) ``tau`` per ``tau_interval`` seconds, ``tau *
+    tau_interval / dt`` (at most 1; exactly ``tau`` at ``dt = tau_interval``), so that their
+    value advances as many seconds of horizon per update at any interval."""
+    if tau_interval is None or math.isclose(tau_interval, dt):
+        return tau
+    return min(1.0, tau * tau_interval / dt)
 
 
 def as_batch(obs: np.ndarray) -> torch.Tensor:

@@ -47,6 +47,7 @@ from cqsm.rl.agents.common import (
     descend,
     fit_critic,
     soft_update,
+    target_rate,
     with_target,
 )
 from cqsm.rl.envs import ActionDiffusionWrapper, EnvError, check_box_actions, interval_of
@@ -125,9 +126,7 @@ class CQSMSettings:
     def __post_init__(self):
         check_positive(self, "lam", "critic_lr", "score_lr", "tau")
         check_positive(self, "score_every", integer=True)
-        check_positive(
-            self, "beta", "relaxation", "bootstrap_span", "tau_interval", optional=True
-        )
+        check_positive(self, "beta", "relaxation", "bootstrap_span", "tau_interval", optional=True)
         check_positive(self, "target_noise", zero=True)
         check_choice(self, "actor", ACTOR_FORMS, "actor form")
         check_choice(self, "warmup", WARMUPS, "warm-up")
@@ -202,10 +201,7 @@ class CQSMAgent(Saved):
         # the replayed steps each critic target follows (ReplayBuffer.sample's steps)
         span = s.bootstrap_span
         self.span_steps = 1 if span is None else max(1, round(span / self.dt))
-        # the target critics' Polyak rate per update: tau, or tau per tau_interval seconds
-        self.critic_tau = s.tau
-        if s.tau_interval is not None and not math.isclose(s.tau_interval, self.dt):
-            self.critic_tau = min(1.0, s.tau * s.tau_interval / self.dt)
+        self.critic_tau = target_rate(s.tau, s.tau_interval, self.dt)  # per update
         # the time a relaxation score divides its distance to the target by: the relaxation
         # time for the Euler step, dt / (1 - e^{-dt/relaxation}) (longer) for the exact one
         self.relax_time = s.relaxation

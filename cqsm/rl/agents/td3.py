@@ -35,6 +35,7 @@ from cqsm.rl.agents.common import (
     fit_critic,
     obs_dim,
     soft_update,
+    target_rate,
     unwrapped,
     with_target,
 )
@@ -57,7 +58,11 @@ class TD3Settings:
     critic_lr: float = 1e-3
     """Adam learning rate of the critics"""
     tau: float = 0.005
-    """Polyak rate of the target networks"""
+    """Polyak rate of the target networks per update"""
+    tau_interval: float | None = None
+    """the control interval, seconds, at which ``tau`` is the target critics' rate: at an
+    interval ``dt`` it is ``tau * tau_interval / dt`` (at most 1; the target actor keeps
+    ``tau``); None: ``tau`` per update, whatever the interval"""
     expl_noise: float = 0.1
     """standard deviation of the Gaussian exploration noise"""
     expl_noise_hold: float | None = None
@@ -72,7 +77,7 @@ class TD3Settings:
 
     def __post_init__(self):
         check_positive(self, "gamma", "actor_lr", "critic_lr", "tau")
-        check_positive(self, "expl_noise_hold", optional=True)
+        check_positive(self, "expl_noise_hold", "tau_interval", optional=True)
         check_positive(self, "policy_delay", integer=True)
         check_widths(self, "hidden")
 
@@ -98,6 +103,7 @@ class TD3Agent(Saved):
             TwinCritic(n, d, s.hidden), s.critic_lr
         )
         self.updates = 0
+        self.critic_tau = target_rate(s.tau, s.tau_interval, interval_of(env).dt)  # per update
         # a held exploration noise: its draw and the control steps it is still held for
         hold = s.expl_noise_hold
         self.noise_steps = None if hold is None else max(1, round(hold / interval_of(env).dt))
@@ -145,7 +151,7 @@ class TD3Agent(Saved):
         if self.updates % s.policy_delay == 0:
             actor_loss = -self.critic.first(x, self.policy(x)).mean()
             descend(self.actor_opt, actor_loss)
-            soft_update(self.critic_target, self.critic, s.tau)
+            soft_update(self.critic_target, self.critic, self.critic_tau)
             soft_update(self.actor_target, self.actor, s.tau)
             info["actor_loss"] = actor_loss.item()
         return info
