@@ -146,8 +146,7 @@ def _set_view(env, width: int, height: int, camera: str | None) -> str | None:
     renderer = getattr(base, "mujoco_renderer", None)
     if renderer is None:
         return None
-    import mujoco
-
+    mujoco = _mujoco()
     base.width, base.height = width, height
     renderer.width, renderer.height = width, height
     vis = base.model.vis.global_  # the offscreen buffer, copied when the context is made
@@ -215,6 +214,8 @@ def render_episode(
     from cqsm.rl.runs import load_run
 
     run_dir = Path(run_dir)
+    if (run_dir / "settings.json").exists():
+        _mujoco()  # a renderer that cannot start fails here, not in making the env
     settings, env, agent = load_run(run_dir, render_mode="rgb_array")
     try:
         step = _policy_step(run_dir)
@@ -267,6 +268,28 @@ def render_episode(
     )
 
 
+def _cannot_start(err: Exception) -> RendererError:
+    gl = os.environ.get("MUJOCO_GL")
+    return RendererError(
+        f"The offscreen renderer (MUJOCO_GL={gl!r}) cannot start: "
+        f"{type(err).__name__}: {err}. {_HINT}"
+    )
+
+
+def _mujoco():
+    """mujoco, imported: its import loads the OpenGL platform that ``MUJOCO_GL`` names, and
+    fails where that platform's library is missing."""
+    try:
+        import mujoco
+    except ModuleNotFoundError as err:
+        if err.name != "mujoco":
+            raise _cannot_start(err) from err
+        raise
+    except Exception as err:  # noqa: BLE001 - PyOpenGL fails in many ways without its library
+        raise _cannot_start(err) from err
+    return mujoco
+
+
 def _frame(env, first: bool) -> np.ndarray:
     """``env.render()`` as uint8 RGB; the first frame's failure is the renderer's."""
     if not first:
@@ -274,11 +297,7 @@ def _frame(env, first: bool) -> np.ndarray:
     try:
         frame = env.render()
     except Exception as err:  # noqa: BLE001 - mujoco and gymnasium raise many kinds here
-        gl = os.environ.get("MUJOCO_GL")
-        raise RendererError(
-            f"The offscreen renderer (MUJOCO_GL={gl!r}) cannot start: "
-            f"{type(err).__name__}: {err}. {_HINT}"
-        ) from err
+        raise _cannot_start(err) from err
     return _rgb(frame)
 
 
@@ -343,7 +362,6 @@ def write_filmstrip(
     unless ``force``; rows of runs not among ``run_dirs`` are kept.
     """
     import imageio.v3 as iio
-    import mujoco
     from tqdm.auto import tqdm
 
     defaults = {
@@ -367,6 +385,10 @@ def write_filmstrip(
         raise results.RunError(
             f"Runs with the same folder name would share a PNG: {', '.join(twins)}."
         )
+    strays = [str(p) for p in run_dirs if not (p / "settings.json").exists()]
+    if strays:
+        raise results.RunError(f"Not run folders (no settings.json): {', '.join(strays)}.")
+    mujoco = _mujoco()
     path, made = out / "filmstrip.csv", out / "provenance.json"
     table = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=COLUMNS)
     if list(table.columns) != list(COLUMNS):
