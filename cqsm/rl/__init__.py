@@ -19,6 +19,8 @@ never imports the book pipeline (:mod:`cqsm.pipeline`).
   :mod:`cqsm.rl.smoothness`, :mod:`cqsm.rl.riccati`: returns tables, throughput, what a trained
   agent does, how smooth its actions are (rate and time at the box's faces), and the deep agent
   against the Riccati solution;
+- :mod:`cqsm.rl.filmstrip`: frames of a trained policy's evaluation episode, rendered once
+  headless and committed;
 - :mod:`cqsm.rl.aggregate`: statistics across tasks on ``rliable`` (stratified bootstrap
   intervals, the interquartile mean, performance profiles, the probability of improvement).
 """
