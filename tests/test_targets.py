@@ -274,6 +274,13 @@ def test_a_bootstrap_span_is_a_whole_number_of_control_steps(span, steps):
     assert agent.span_steps == steps
 
 
+def assert_polyak(before, target, source, rate):
+    """Each parameter of ``target`` moved from ``before``'s toward ``source``'s by ``rate``."""
+    pairs = zip(before.parameters(), target.parameters(), source.parameters(), strict=True)
+    for old, new, now in pairs:
+        torch.testing.assert_close(new, torch.lerp(old, now, rate))
+
+
 @pytest.mark.parametrize("tau_interval, rate", [(None, 0.005), (0.05, 0.005), (0.25, 0.025)])
 def test_the_target_critics_rate_is_tau_per_tau_interval_seconds(tau_interval, rate):
     """At 0.05 s per step: tau itself at its own interval (exactly), five times tau per update
@@ -286,14 +293,8 @@ def test_the_target_critics_rate_is_tau_per_tau_interval_seconds(tau_interval, r
     a_k = torch.tensor([[1.9], [-0.5], [0.0]])
     obs = {"obs": torch.cat([X, ACTION], -1), "next_obs": torch.cat([X_NEXT, a_k], -1)}
     agent.update(batch() | obs)
-    for old, new, now in zip(
-        critic.parameters(), agent.critic_target.parameters(), agent.critic.parameters()
-    ):
-        torch.testing.assert_close(new, torch.lerp(old, now, rate))
-    for old, new, now in zip(
-        score.parameters(), agent.score_target.parameters(), agent.score_net.parameters()
-    ):
-        torch.testing.assert_close(new, torch.lerp(old, now, 0.005))
+    assert_polyak(critic, agent.critic_target, agent.critic, rate)
+    assert_polyak(score, agent.score_target, agent.score_net, 0.005)
     with pytest.raises(SettingsError, match="tau_interval"):
         CQSMSettings(tau_interval=0.0)
     assert CQSMAgent(CQSMSettings(tau_interval=10.0, tau=0.5), env).critic_tau == 1.0
@@ -306,11 +307,5 @@ def test_td3s_target_critics_move_tau_per_tau_interval_seconds_and_its_actor_tau
     assert TD3Agent(TD3Settings(hidden=(8,), tau_interval=0.05), env).critic_tau == 0.005
     critic, actor = copy.deepcopy(agent.critic_target), copy.deepcopy(agent.actor_target)
     agent.update(batch())
-    for old, new, now in zip(
-        critic.parameters(), agent.critic_target.parameters(), agent.critic.parameters()
-    ):
-        torch.testing.assert_close(new, torch.lerp(old, now, 0.025))
-    for old, new, now in zip(
-        actor.parameters(), agent.actor_target.parameters(), agent.actor.parameters()
-    ):
-        torch.testing.assert_close(new, torch.lerp(old, now, 0.005))
+    assert_polyak(critic, agent.critic_target, agent.critic, 0.025)
+    assert_polyak(actor, agent.actor_target, agent.actor, 0.005)
