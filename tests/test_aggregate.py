@@ -73,16 +73,18 @@ def test_score_matrices_from_tidy_rows_at_the_step():
         score_matrices(rows, step=70)
 
 
+UNBALANCED = {
+    ("td3", "A", 0): 1.0,
+    ("td3", "A", 1): 2.0,
+    ("td3", "A", 2): 3.0,
+    ("td3", "B", 0): 4.0,
+    ("td3", "B", 2): 5.0,
+}
+"""TD3's returns at step 100 by (algorithm, task, seed): seed 1 is missing on task B."""
+
+
 def test_unbalanced_seeds_are_an_error_that_names_the_cells():
-    rows = rows_of(
-        {
-            ("td3", "A", 0): 1.0,
-            ("td3", "A", 1): 2.0,
-            ("td3", "A", 2): 3.0,
-            ("td3", "B", 0): 4.0,
-            ("td3", "B", 2): 5.0,
-        }
-    )
+    rows = rows_of(UNBALANCED)
     with pytest.raises(ValueError) as err:
         score_matrices(rows, step=100)
     message = str(err.value)
@@ -94,18 +96,8 @@ def test_unbalanced_seeds_are_an_error_that_names_the_cells():
 
 
 def test_balanced_drop_keeps_the_seeds_every_task_has_and_says_which_it_dropped():
-    rows = rows_of(
-        {
-            ("td3", "A", 0): 1.0,
-            ("td3", "A", 1): 2.0,
-            ("td3", "A", 2): 3.0,
-            ("td3", "B", 0): 4.0,
-            ("td3", "B", 2): 5.0,
-            ("td3", "B", 3): 6.0,
-            ("sac", "A", 0): 7.0,
-            ("sac", "B", 0): 8.0,
-        }
-    )
+    more = {("td3", "B", 3): 6.0, ("sac", "A", 0): 7.0, ("sac", "B", 0): 8.0}
+    rows = rows_of(UNBALANCED | more)
     with pytest.warns(UserWarning) as record:
         scores = score_matrices(rows, step=100, balanced="drop")
     assert len(record) == 1  # sac is balanced: nothing to say about it
