@@ -1,0 +1,221 @@
+"""The four-task comparison (chapter "Results on four tasks"): its plan, runs and coverage.
+
+    runs = planned_runs()                  # what is still to train, in rounds of seeds
+    rows = read_runs(root)                 # every committed run of the comparison
+    coverage(rows)                         # per algorithm and task: seeds done, seeds missing
+
+**The plan.** :data:`TASKS` x :data:`ALGOS` x :data:`SEEDS`, each run :data:`STEPS` environment
+steps with its algorithm's and task's defaults (:meth:`cqsm.rl.train.TrainSettings.for_task`:
+CQSM's is ``cqsm train``'s one setting in physical units), evaluated every 5000 steps. Seeds run
+in rounds: every cell's seeds 0-2 first, then 3-4, so that a grid cut short is balanced.
+
+**Reused runs.** Where a committed run already has exactly a planned run's settings it is read
+from where it is, not run again (:data:`REUSED`, :func:`reused_folders`): chapter 7's baselines on
+HalfCheetah-v5 and Hopper-v5 (seeds 0-2) and its extra TD3 seeds (3-4), and CQSM's native runs of
+the control-interval study (seeds 0-2). New runs go to ``four_tasks/<algo>/``. A test checks that
+every committed run read here has the plan's settings.
+
+A run counts at a step only if it has an evaluation there (as in :mod:`cqsm.rl.compare`), so a
+run in progress is left out of the steps it has not reached.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cqsm.rl import results
+from cqsm.rl.train import TrainSettings
+
+__all__ = [
+    "TASKS",
+    "ALGOS",
+    "SEEDS",
+    "ROUNDS",
+    "STEPS",
+    "EARLY",
+    "FOLDER",
+    "REUSED",
+    "reused_folders",
+    "reused",
+    "cell_settings",
+    "planned_runs",
+    "COLUMNS",
+    "read_runs",
+    "coverage",
+]
+
+TASKS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5")
+"""The MuJoCo tasks, each at its own control interval."""
+
+ALGOS = ("cqsm", "td3", "sac", "diffusion_ql", "qsm")
+"""The algorithms compared, CQSM first."""
+
+SEEDS = (0, 1, 2, 3, 4)
+"""The seeds of every (algorithm, task) cell."""
+
+ROUNDS = ((0, 1, 2), (3, 4))
+"""The seeds in the order they run: every cell's first round before any cell's second."""
+
+STEPS = 100_000
+"""Environment steps of every run."""
+
+EARLY = (10_000, 20_000)
+"""The early steps at which the claim of higher early returns is read."""
+
+FOLDER = "four_tasks"
+"""The comparison's own folder under the results root: a sub-folder per algorithm."""
+
+_TWO = ("HalfCheetah-v5", "Hopper-v5")
+
+REUSED = (
+    # (algo, tasks, seeds, folder under the results root)
+    ("cqsm", _TWO, (0, 1, 2), "control_interval/native"),  # interval_study.native_runs
+    ("td3", _TWO, (0, 1, 2), "ch07_locomotion/td3"),
+    ("td3", _TWO, (3, 4), "ch07_td3_check/more-seeds"),  # chapter 7's extra TD3 seeds
+    ("sac", _TWO, (0, 1, 2), "ch07_locomotion/sac"),
+    ("diffusion_ql", _TWO, (0, 1, 2), "ch07_locomotion/diffusion_ql"),
+    ("qsm", _TWO, (0, 1, 2), "ch07_locomotion/qsm"),
+)
+"""The committed runs the comparison reads where they are, with the settings it plans."""
+
+
+def reused_folders(root) -> pd.DataFrame:
+    """One row per reused (algorithm, task) and folder: ``algo, env, seeds, folder``
+    (``folder`` under the results root ``root``)."""
+    rows = [
+        {"algo": algo, "env": env, "seeds": seeds, "folder": Path(root) / folder}
+        for algo, envs, seeds, folder in REUSED
+        for env in envs
+    ]
+    return pd.DataFrame(rows, columns=["algo", "env", "seeds", "folder"])
+
+
+def reused(algo: str, env: str, seed: int, root) -> Path | None:
+    """The folder (under the results root ``root``) whose run of the cell the comparison
+    reads, or None where the cell is run into ``four_tasks/<algo>/``."""
+    for name, envs, seeds, folder in REUSED:
+        if name == algo and env in envs and seed in seeds:
+            return Path(root) / folder
+    return None
+
+
+def _rounds(seeds) -> list[int]:
+    """``seeds`` in round order (:data:`ROUNDS`; seeds in no round last, in their order)."""
+    seeds = list(seeds)
+    ordered = [s for r in ROUNDS for s in r if s in seeds]
+    return ordered + [s for s in seeds if s not in ordered]
+
+
+def cell_settings(algo: str, env: str, seed: int, root, out=None, **loop) -> TrainSettings:
+    """The run of one cell: :data:`STEPS` steps with the algorithm's and task's defaults, in
+    its reused folder under the results root ``root`` where :func:`reused` names one, else in
+    ``out`` (default ``<root>/four_tasks``)'s sub-folder ``<algo>``; ``loop`` on top (a quick
+    check: a shorter ``total_steps``, a short warm-up)."""
+    root = Path(root)
+    folder = reused(algo, env, seed, root)
+    if folder is None:
+        folder = (Path(out) if out is not None else root / FOLDER) / algo
+    settings = {"total_steps": STEPS} | loop
+    return TrainSettings.for_task(env, algo=algo, seed=seed, out=str(folder), **settings)
+
+
+def planned_runs(seeds=SEEDS, out=None, root=None, **loop) -> list[TrainSettings]:
+    """The comparison's runs still to make (the reused cells left out), in rounds: every cell
+    of seeds 0-2, then of 3-4; within a round, seed by seed, task by task, algorithm by
+    algorithm. ``out``: the comparison's folder (default ``<root>/four_tasks``), a sub-folder
+    per algorithm; ``root``: the results root (default the repository's
+    ``paper_figures/results``); ``loop``: settings on top of each run's (a quick check)."""
+    root = Path(root) if root is not None else _results_root()
+    return [
+        cell_settings(algo, env, seed, root, out, **loop)
+        for seed in _rounds(seeds)
+        for env in TASKS
+        for algo in ALGOS
+        if reused(algo, env, seed, root) is None
+    ]
+
+
+def _results_root() -> Path:
+    root = results.repository_root()
+    if root is None:
+        raise results.RunError("Not in the repository: pass root= (the results folder).")
+    return root / "paper_figures" / "results"
+
+
+COLUMNS = ("algo", "env", "seed", "step", "eval_return", "eval_return_std", "folder")
+
+
+def read_runs(root, out=None) -> pd.DataFrame:
+    """The rows of every committed run of the comparison, one per evaluation (columns
+    :data:`COLUMNS`; ``folder`` is where the run was read, relative to ``root``): the reused
+    cells from their folders under the results root ``root``, the others from ``out``
+    (default ``<root>/four_tasks``)'s sub-folder per algorithm. Only the plan's tasks and
+    algorithms are read, a reused cell only from its own folder."""
+    root = Path(root)
+    out = Path(out) if out is not None else root / FOLDER
+    frames = []
+    for r in reused_folders(root).itertuples():
+        found = results.read_runs(r.folder, algo=r.algo, env=r.env, seed=list(r.seeds))
+        frames.append(_columns(found, r.folder, root))
+    for algo in ALGOS:
+        found = results.read_runs(out / algo, algo=algo, env=list(TASKS))
+        if len(found):
+            keep = [
+                reused(algo, env, int(seed), root) is None
+                for env, seed in zip(found["env"], found["seed"], strict=True)
+            ]
+            found = found[keep]
+        frames.append(_columns(found, out / algo, root))
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=list(COLUMNS))
+    rows = pd.concat(frames, ignore_index=True)
+    order = {algo: i for i, algo in enumerate(ALGOS)} | {e: i for i, e in enumerate(TASKS)}
+    return rows.sort_values(
+        ["algo", "env", "seed", "step"],
+        key=lambda c: c.map(order) if c.name in ("algo", "env") else c,
+        ignore_index=True,
+    )
+
+
+def _columns(found: pd.DataFrame, folder: Path, root: Path) -> pd.DataFrame:
+    if not len(found):
+        return pd.DataFrame(columns=list(COLUMNS))
+    found = found.copy()
+    if "eval_return_std" not in found:
+        found["eval_return_std"] = float("nan")
+    try:
+        where = Path(folder).relative_to(root).as_posix()
+    except ValueError:
+        where = str(folder)
+    found["folder"] = where
+    found["seed"] = found["seed"].astype(int)
+    found["step"] = found["step"].astype(int)
+    return found[list(COLUMNS)]
+
+
+def coverage(rows: pd.DataFrame, step: int = STEPS, seeds=SEEDS) -> pd.DataFrame:
+    """Per algorithm and task of the plan (every pair, in :data:`ALGOS` and :data:`TASKS`
+    order), what exists at ``step``: ``seeds`` (the seeds with an evaluation there, as a
+    sorted tuple), ``done`` (how many), ``started`` (runs with any evaluation, but none at
+    ``step`` yet) and ``missing`` (planned seeds without an evaluation at ``step``)."""
+    planned = set(seeds)
+    out = []
+    for algo in ALGOS:
+        for env in TASKS:
+            mine = rows[(rows["algo"] == algo) & (rows["env"] == env)]
+            at = {int(s) for s in mine.loc[mine["step"] == step, "seed"]} & planned
+            begun = {int(s) for s in mine["seed"]} & planned
+            out.append(
+                {
+                    "algo": algo,
+                    "env": env,
+                    "seeds": tuple(sorted(at)),
+                    "done": len(at),
+                    "started": len(begun - at),
+                    "missing": len(planned - at),
+                }
+            )
+    return pd.DataFrame(out, columns=["algo", "env", "seeds", "done", "started", "missing"])

@@ -1,0 +1,126 @@
+import pandas as pd
+
+from cqsm.rl import four_tasks, results
+from cqsm.rl.four_tasks import ALGOS, SEEDS, STEPS, TASKS, coverage, planned_runs, reused
+from cqsm.rl.migrate import migrate_settings
+from cqsm.rl.train import TrainSettings
+
+FREE = {"out", "sources", "resume", "progress"}
+
+
+def test_planned_runs_come_in_rounds_and_skip_the_reused_cells(tmp_path):
+    runs = planned_runs(root=tmp_path)
+    cells = [(r.algo, r.env, r.seed) for r in runs]
+    assert len(cells) == len(set(cells))
+    every = {(a, e, s) for a in ALGOS for e in TASKS for s in SEEDS}
+    skipped = every - set(cells)
+    # chapter 7's baselines and CQSM's native runs (seeds 0-2), chapter 7's extra TD3 seeds
+    assert skipped == (
+        {(a, e, s) for a in ALGOS for e in TASKS[:2] for s in (0, 1, 2)}
+        | {("td3", e, s) for e in TASKS[:2] for s in (3, 4)}
+    )
+    assert all(reused(a, e, s, tmp_path) is not None for a, e, s in skipped)
+    seeds = [s for _, _, s in cells]
+    assert seeds == sorted(seeds)  # every cell of seeds 0-2 before any of 3-4
+    first = [c for c in cells if c[2] == 0]
+    assert first[:5] == [(a, "Walker2d-v5", 0) for a in ALGOS]
+    assert all(r.total_steps == STEPS for r in runs)
+    assert {r.out for r in runs} == {str(tmp_path / "four_tasks" / a) for a in ALGOS}
+    again = planned_runs(seeds=(4, 0), root=tmp_path)  # rounds, whatever order is given
+    assert [r.seed for r in again] == sorted(r.seed for r in again)
+
+
+def test_cell_settings_go_to_the_reused_folder_or_the_comparisons(tmp_path):
+    native = four_tasks.cell_settings("cqsm", "Hopper-v5", 1, tmp_path)
+    assert native.out == str(tmp_path / "control_interval" / "native")
+    assert native == TrainSettings.for_task(
+        "Hopper-v5", algo="cqsm", seed=1, total_steps=STEPS, out=native.out
+    )
+    new = four_tasks.cell_settings("cqsm", "Hopper-v5", 3, tmp_path, total_steps=300)
+    assert new.out == str(tmp_path / "four_tasks" / "cqsm") and new.total_steps == 300
+    assert four_tasks.cell_settings("td3", "Hopper-v5", 4, tmp_path).out == str(
+        tmp_path / "ch07_td3_check" / "more-seeds"
+    )
+
+
+def _rows(cells):
+    """Hand-made rows: (algo, env, seed, last step) evaluated every 5000 steps."""
+    return pd.DataFrame(
+        [
+            {"algo": a, "env": e, "seed": s, "step": k, "eval_return": float(k)}
+            for a, e, s, last in cells
+            for k in range(5000, last + 1, 5000)
+        ]
+    )
+
+
+def test_coverage_counts_the_seeds_at_the_step():
+    rows = _rows(
+        [
+            ("cqsm", "Hopper-v5", 1, STEPS),
+            ("cqsm", "Hopper-v5", 2, STEPS),
+            ("cqsm", "Hopper-v5", 0, 50_000),  # in progress
+            ("td3", "Ant-v5", 0, STEPS),
+            ("td3", "Ant-v5", 7, STEPS),  # not a planned seed
+        ]
+    )
+    table = coverage(rows).set_index(["algo", "env"])
+    assert len(table) == len(ALGOS) * len(TASKS)
+    assert table.loc[("cqsm", "Hopper-v5")].to_dict() == {
+        "seeds": (1, 2),
+        "done": 2,
+        "started": 1,
+        "missing": 3,
+    }
+    assert table.loc[("td3", "Ant-v5"), "seeds"] == (0,)
+    assert table.loc[("td3", "Ant-v5"), "missing"] == 4
+    assert table.loc[("sac", "Walker2d-v5")].to_dict() == {
+        "seeds": (),
+        "done": 0,
+        "started": 0,
+        "missing": 5,
+    }
+    at_half = coverage(rows, step=50_000).set_index(["algo", "env"])
+    assert at_half.loc[("cqsm", "Hopper-v5"), "seeds"] == (0, 1, 2)
+    assert coverage(rows.iloc[:0]).done.sum() == 0
+
+
+def test_read_runs_reads_reused_and_new_runs_once(tmp_path):
+    def write(folder, algo, env, seed, last):
+        run = tmp_path / folder / results.run_name(algo, env, seed)
+        run.mkdir(parents=True)
+        _rows([(algo, env, seed, last)]).to_csv(run / "results.csv", index=False)
+
+    write("control_interval/native", "cqsm", "Hopper-v5", 1, 10_000)
+    write("control_interval/native", "cqsm", "Hopper-v5", 7, 10_000)  # not reused
+    write("four_tasks/cqsm", "cqsm", "Hopper-v5", 1, 10_000)  # a reused cell's: ignored
+    write("four_tasks/cqsm", "cqsm", "Walker2d-v5", 0, 15_000)
+    write("four_tasks/td3", "td3", "Pendulum-v1", 0, 5000)  # not a task of the plan
+    rows = four_tasks.read_runs(tmp_path)
+    assert list(rows.columns) == list(four_tasks.COLUMNS)
+    assert sorted(set(zip(rows.env, rows.seed, rows.folder, strict=True))) == [
+        ("Hopper-v5", 1, "control_interval/native"),
+        ("Walker2d-v5", 0, "four_tasks/cqsm"),
+    ]
+    assert len(rows) == 2 + 3
+    assert four_tasks.read_runs(tmp_path / "nothing").empty
+
+
+def test_every_committed_run_has_the_settings_of_its_cell():
+    root = results.repository_root() / "paper_figures" / "results"
+    # No known exceptions: every committed run read here, chapter 7's included, has exactly
+    # the settings TrainSettings.for_task gives its cell today (after cqsm.rl.migrate).
+    checked = 0
+    cells = [(a, e, s) for a in ALGOS for e in TASKS for s in SEEDS]
+    for algo, env, seed in cells:
+        settings = four_tasks.cell_settings(algo, env, seed, root)
+        saved = settings.run_dir / "settings.json"
+        if not saved.exists():
+            continue
+        saved = migrate_settings(results.read_json(saved))
+        changed = results.changed_settings(saved, settings, FREE)
+        assert not changed, (settings.run_dir, changed)
+        checked += 1
+    read = four_tasks.read_runs(root).groupby(["algo", "env", "seed"]).ngroups
+    assert checked == read  # every run the comparison reads was checked
+    assert checked >= 30
