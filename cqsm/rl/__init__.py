@@ -13,8 +13,9 @@ never imports the book pipeline (:mod:`cqsm.pipeline`).
 - :mod:`cqsm.rl.results`, :mod:`cqsm.rl.runs`, :mod:`cqsm.rl.migrate`: the run folder (rows,
   settings, checkpoints, provenance), loading and reading runs, migrating old ones;
 - :mod:`cqsm.rl.presets`, :mod:`cqsm.rl.sweep`, :mod:`cqsm.rl.study`, :mod:`cqsm.rl.arms`,
-  :mod:`cqsm.rl.interval_study`: per-task settings, resumable sweeps, ablation studies,
-  chapter 8's arms and the control-interval study;
+  :mod:`cqsm.rl.interval_study`, :mod:`cqsm.rl.four_tasks`: per-task settings, resumable
+  sweeps, ablation studies, chapter 8's arms, the control-interval study and the four-task
+  comparison;
 - :mod:`cqsm.rl.compare`, :mod:`cqsm.rl.bench`, :mod:`cqsm.rl.diagnostics`,
   :mod:`cqsm.rl.smoothness`, :mod:`cqsm.rl.riccati`: returns tables, throughput, what a trained
   agent does, how smooth its actions are (rate and time at the box's faces), and the deep agent
