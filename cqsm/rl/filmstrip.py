@@ -394,6 +394,7 @@ def write_filmstrip(
     if list(table.columns) != list(COLUMNS):
         raise results.RunError(f"{path} holds other columns than a filmstrip's; move it away.")
     entries = results.read_json(made).get("runs", {}) if made.exists() else {}
+    code = results.provenance()  # before this writes its own tracked files
     start = time.perf_counter()
     rendered = 0
     for run_dir in tqdm(run_dirs, desc="filmstrip", unit="run", disable=not progress):
@@ -445,17 +446,18 @@ def write_filmstrip(
             "camera_used": strip.camera,
             "renderer": strip.renderer,
             "mujoco": mujoco.__version__,
-            "code": results.provenance()["git"],
+            "code": code["git"],
         }
         entries = {k: entries[k] for k in sorted(entries) if (table["file"] == f"{k}.png").any()}
         results.write_json(
             made,
-            results.provenance(
-                renderer=os.environ.get("MUJOCO_GL"),
-                mujoco=mujoco.__version__,
-                runs=entries,
-                runs_rendered=rendered,
-                wall_time=time.perf_counter() - start,
-            ),
+            code
+            | {
+                "renderer": os.environ.get("MUJOCO_GL"),
+                "mujoco": mujoco.__version__,
+                "runs": entries,
+                "runs_rendered": rendered,
+                "wall_time": time.perf_counter() - start,
+            },
         )
     return table
