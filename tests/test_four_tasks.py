@@ -124,3 +124,28 @@ def test_every_committed_run_has_the_settings_of_its_cell():
     read = four_tasks.read_runs(root).groupby(["algo", "env", "seed"]).ngroups
     assert checked == read  # every run the comparison reads was checked
     assert checked >= 30
+
+
+def test_the_aggregates_pool_the_tasks_where_every_compared_method_has_two_seeds():
+    rows = _rows(
+        [("cqsm", "Hopper-v5", s, STEPS) for s in (0, 1)]
+        + [("td3", "Hopper-v5", s, STEPS) for s in (0, 1, 2)]
+        + [("td3", "Ant-v5", s, STEPS) for s in (0, 1)]
+        + [("cqsm", "Ant-v5", 0, STEPS), ("cqsm", "Ant-v5", 1, 10_000)]  # one seed at the end
+    )
+    compared, tasks = four_tasks.comparable_tasks(rows, (10_000, STEPS))
+    assert compared == ["cqsm", "td3"] and tasks == ["Hopper-v5"]
+    assert four_tasks.comparable_tasks(rows, (10_000,)) == (
+        ["cqsm", "td3"],
+        ["Hopper-v5", "Ant-v5"],
+    )
+
+
+def test_per_task_returns_give_an_interval_only_where_a_cell_has_two_seeds():
+    rows = _rows([("td3", "Hopper-v5", s, STEPS) for s in (0, 1)] + [("sac", "Ant-v5", 0, STEPS)])
+    rows.loc[rows.seed == 1, "eval_return"] += 10.0  # the two seeds differ
+    table = four_tasks.per_task_returns(rows, (STEPS,), reps=200).set_index(["env", "algo"])
+    td3, sac = table.loc[("Hopper-v5", "td3")], table.loc[("Ant-v5", "sac")]
+    assert td3.seeds == 2 and td3["mean"] == STEPS + 5.0
+    assert td3.low <= td3["mean"] <= td3.high and td3.high - td3.low > 0
+    assert sac.seeds == 1 and pd.isna(sac.low) and pd.isna(sac.high)

@@ -44,6 +44,8 @@ __all__ = [
     "COLUMNS",
     "read_runs",
     "coverage",
+    "per_task_returns",
+    "comparable_tasks",
 ]
 
 TASKS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5")
@@ -219,3 +221,43 @@ def coverage(rows: pd.DataFrame, step: int = STEPS, seeds=SEEDS) -> pd.DataFrame
                 }
             )
     return pd.DataFrame(out, columns=["algo", "env", "seeds", "done", "started", "missing"])
+
+
+def per_task_returns(rows: pd.DataFrame, steps, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per task, algorithm and step of ``steps``: the mean return and seeds
+    (:func:`cqsm.rl.compare.returns_at`), and ``low``, ``high``, rliable's stratified bootstrap
+    95% interval of the mean (:func:`cqsm.rl.aggregate.per_task_intervals`) where the cell has
+    two seeds or more (NaN otherwise). The intervals are computed one task at a time, so that a
+    task whose runs are still missing holds no other back."""
+    from cqsm.rl import aggregate
+    from cqsm.rl.compare import returns_at
+
+    found = []
+    for step in steps:
+        n = rows[rows["step"] == step].groupby(["env", "algo"])["seed"].nunique()
+        for env in TASKS:
+            algos = [a for a in ALGOS if n.get((env, a), 0) >= 2]
+            if algos:
+                scores = aggregate.score_matrices(rows, step, algos=algos, envs=[env])
+                found.append(
+                    aggregate.per_task_intervals(scores, reps=reps, seed=seed).assign(step=step)
+                )
+    columns = ["env", "algo", "step", "low", "high"]
+    intervals = pd.concat(found)[columns] if found else pd.DataFrame(columns=columns)
+    table = returns_at(rows, steps)
+    return table.merge(intervals, on=["env", "algo", "step"], how="left")
+
+
+def comparable_tasks(rows: pd.DataFrame, steps, min_seeds: int = 2) -> tuple[list, list]:
+    """The algorithms with ``min_seeds`` seeds or more at the last of ``steps`` on some task,
+    and the tasks on which every one of them has that many at every step of ``steps``: what
+    the aggregates across tasks pool."""
+
+    def enough(step):
+        n = rows[rows["step"] == step].groupby(["algo", "env"])["seed"].nunique()
+        return {a: [e for e in TASKS if n.get((a, e), 0) >= min_seeds] for a in ALGOS}
+
+    at = {step: enough(step) for step in steps}
+    compared = [a for a, tasks in at[steps[-1]].items() if tasks]
+    tasks = [e for e in TASKS if compared and all(e in at[s][a] for a in compared for s in steps)]
+    return compared, tasks
