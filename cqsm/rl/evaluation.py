@@ -10,10 +10,15 @@ import torch
 from cqsm.rl.envs import interval_of
 from cqsm.rl.rollout import episode
 
-__all__ = ["evaluate", "eval_seed", "record", "EVAL_SEED_BASE"]
+__all__ = ["evaluate", "eval_seed", "episode_seed", "record", "EVAL_SEED_BASE"]
 
 # Evaluation episodes start from env seeds EVAL_SEED_BASE + 1000 * seed + i, apart from training's.
 EVAL_SEED_BASE = 2**20
+
+
+def episode_seed(seed: int, i: int) -> int:
+    """The env seed that evaluation episode ``i`` of a run of seed ``seed`` starts from."""
+    return EVAL_SEED_BASE + 1000 * seed + i
 
 
 def eval_seed(seed: int, step: int) -> int:
@@ -60,7 +65,7 @@ def evaluate(
                     shown.append((env.render() if env.render_mode else None, obs))
                 return agent.act(obs, explore=False)
 
-            for move in episode(env, act, seed=EVAL_SEED_BASE + 1000 * seed + i):
+            for move in episode(env, act, seed=episode_seed(seed, i)):
                 applied.append(move.info.get("applied_action", move.action))
                 returns[i] += move.reward
             if actions is not None and i == 0:

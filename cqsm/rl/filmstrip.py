@@ -13,8 +13,8 @@ chapter draws them with ``imshow`` at every profile without a renderer.
 
 The episode is an episode of the run's evaluation protocol (:func:`cqsm.rl.evaluation.evaluate`
 at the saved policy's step, as :mod:`cqsm.rl.smoothness` measures): episode ``i`` starts from
-the env seed ``EVAL_SEED_BASE + 1000 * seed + i`` and the agent acts without exploration, with
-torch's generator seeded by :func:`cqsm.rl.evaluation.eval_seed` of the run's seed and the
+the env seed of :func:`cqsm.rl.evaluation.episode_seed` and the agent acts without exploration,
+with torch's generator seeded by :func:`cqsm.rl.evaluation.eval_seed` of the run's seed and the
 policy's step (the evaluation episodes before ``i`` are played first, so that whatever an agent
 draws while acting is drawn as in the evaluation). Its return over the whole episode is the
 ``i``-th of the returns behind the last row of the run's ``results.csv``. The frames are evenly
@@ -39,7 +39,7 @@ import torch
 from cqsm.atomic import atomic_write
 from cqsm.rl import results
 from cqsm.rl.envs import interval_of
-from cqsm.rl.evaluation import EVAL_SEED_BASE, eval_seed
+from cqsm.rl.evaluation import episode_seed, eval_seed
 from cqsm.rl.rollout import episode as play_episode
 
 __all__ = [
@@ -176,7 +176,7 @@ def _play(env, agent, seed: int, step: int, index: int, limit: float, at):
                 return agent.act(obs, explore=False)
 
             done = False
-            for move in play_episode(env, act, seed=EVAL_SEED_BASE + 1000 * seed + i):
+            for move in play_episode(env, act, seed=episode_seed(seed, i)):
                 rewards.append(float(move.reward))
                 done = move.done
                 if last and len(rewards) >= limit:
@@ -259,7 +259,7 @@ def render_episode(
         returns=so_far[steps],
         dt=dt,
         episode=episode,
-        start_seed=EVAL_SEED_BASE + 1000 * settings.seed + episode,
+        start_seed=episode_seed(settings.seed, episode),
         policy_step=step,
         span_steps=span,
         ended=ended,

@@ -41,7 +41,7 @@ import pandas as pd
 from cqsm.atomic import atomic_write
 from cqsm.rl import results
 from cqsm.rl.envs import interval_of
-from cqsm.rl.evaluation import EVAL_SEED_BASE, evaluate
+from cqsm.rl.evaluation import episode_seed, evaluate
 
 __all__ = [
     "FACE_TOL",
@@ -173,7 +173,7 @@ def run_smoothness(run_dir, n_episodes: int = 1, face_tol: float = FACE_TOL) -> 
                 "at_face_per_coord": " ".join(f"{v:.6g}" for v in per_coord),
                 "eval_return": float(ret),
                 "policy_step": step,
-                "start_seed": EVAL_SEED_BASE + 1000 * settings.seed + i,
+                "start_seed": episode_seed(settings.seed, i),
                 "run": results.portable(run_dir),
             }
         )
