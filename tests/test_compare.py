@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from cqsm.rl.compare import (
     add_published,
@@ -12,7 +13,9 @@ from cqsm.rl.compare import (
     mean_std,
     means_table,
     percent,
+    published_checks,
     ratio_text,
+    read_published,
     returns_at,
     returns_by_step,
     returns_table,
@@ -156,3 +159,43 @@ def test_returns_by_step_puts_each_step_in_a_column_in_the_order_the_methods_com
     assert list(wide.columns) == [10, 20, "seeds"]
     assert wide.loc[("E", "TD3")].tolist() == ["150 ± 71", "600", 1]
     assert wide.loc[("F", "TD3")].tolist() == ["7", "–", 0]
+
+
+def test_published_checks_share_of_the_low_end_and_verdict():
+    table = pd.DataFrame(
+        {
+            "step": [10, 10, 10, 10, 10],
+            "seeds": [3, 2, 0, 3, 2],
+            "mean": [270.0, 5.0, np.nan, 1.0, 340.0],
+            "published_low": [300.0, 6.0, 100.0, np.nan, 200.0],  # SAC: no published value
+            "published_high": [300.0, 6.0, 100.0, np.nan, 300.0],
+        }
+    ).assign(algo=["td3", "td3", "td3", "sac", "td3"], env=["E", "F", "G", "E", "H"])
+    checks = published_checks(table)
+    assert list(checks.env) == ["E", "F", "G", "H"]
+    assert checks.share.iloc[0] == 0.9 and checks.verdict.iloc[0] == "within 10%"
+    assert checks.verdict.iloc[1] == "more than 10% short"  # 5/6 = 83%
+    assert checks.verdict.iloc[2] == "no run yet"
+    assert checks.verdict.iloc[3] == "more than 10% above"  # 340 > 1.1 x 300
+    assert published_checks(table, tolerance=0.2).verdict.iloc[1] == "within 20%"
+    assert published_checks(table.drop(columns="published_low")).empty
+
+
+def test_read_published_checks_its_columns(tmp_path):
+    assert read_published(tmp_path / "none.csv").empty
+    path = tmp_path / "published.csv"
+    path.write_text("algo,env,step,published_low\ntd3,E,10,5\n")
+    with pytest.raises(ValueError, match="published_high.*source"):
+        read_published(path)
+    path.write_text("algo,env,step,published_low,published_high,source\ntd3,E,10,5,6,p\n")
+    assert read_published(path).published_high.tolist() == [6]
+
+
+def test_the_committed_published_values_have_sources():
+    from cqsm.pipeline.manifest import find_root
+
+    path = find_root() / "paper_figures" / "results" / "ch07_locomotion" / "published.csv"
+    published = read_published(path)
+    assert set(published.env) == {"HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"}
+    assert (published.published_low <= published.published_high).all()
+    assert published.source.str.contains("TD3 paper").all()

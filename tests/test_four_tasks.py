@@ -149,3 +149,86 @@ def test_per_task_returns_give_an_interval_only_where_a_cell_has_two_seeds():
     assert td3.seeds == 2 and td3["mean"] == STEPS + 5.0
     assert td3.low <= td3["mean"] <= td3.high and td3.high - td3.low > 0
     assert sac.seeds == 1 and pd.isna(sac.low) and pd.isna(sac.high)
+
+
+def _table(cells, step=STEPS):
+    """A hand-made table of per_task_returns: (env, algo, mean, seeds, low, high)."""
+    keys = ("env", "algo", "mean", "seeds", "low", "high")
+    return pd.DataFrame([dict(zip(keys, c, strict=True)) for c in cells]).assign(step=step)
+
+
+NAN = float("nan")
+
+
+def test_versus_reads_ahead_behind_level_from_the_intervals_and_means_from_one_seed():
+    table = _table(
+        [
+            ("Hopper-v5", "cqsm", 100.0, 3, 90.0, 110.0),
+            ("Hopper-v5", "td3", 50.0, 3, 40.0, 60.0),  # wholly below: ahead
+            ("Hopper-v5", "sac", 105.0, 3, 95.0, 130.0),  # overlapping: level
+            ("Hopper-v5", "qsm", 300.0, 1, NAN, NAN),  # one seed: the means only
+            ("Ant-v5", "cqsm", 10.0, 2, 5.0, 15.0),
+            ("Ant-v5", "td3", 30.0, 2, 20.0, 40.0),  # wholly above: behind
+            ("Ant-v5", "sac", 0.0, 0, NAN, NAN),  # no seed yet: left out
+        ]
+    )
+    states = four_tasks.versus(table, STEPS, ("td3", "sac", "qsm"))
+    got = list(zip(states.env, states.baseline, states.state, states.higher, strict=True))
+    assert got == [
+        ("Hopper-v5", "td3", "ahead", True),
+        ("Hopper-v5", "sac", "level", False),
+        ("Hopper-v5", "qsm", "lower mean", False),
+        ("Ant-v5", "td3", "behind", False),
+    ]
+    assert states.loc[0, "baseline_mean"] == 50.0 and states.loc[0, "cqsm_high"] == 110.0
+    assert four_tasks.versus(table, 20_000, ("td3",)).empty  # no row at that step
+
+
+def test_claim_holds_only_against_every_baseline_and_names_where_it_fails():
+    states = pd.DataFrame(
+        {
+            "env": ["HalfCheetah-v5", "HalfCheetah-v5", "Hopper-v5", "Hopper-v5", "Ant-v5"],
+            "baseline": ["td3", "sac", "td3", "sac", "td3"],
+        }
+    )
+    found = four_tasks.claim(states, [True, True, True, False, True], ("td3", "sac"))
+    assert found == {
+        "holds": ["HalfCheetah-v5"],
+        "fails": ["Hopper-v5"],
+        "undecided": ["Walker2d-v5", "Ant-v5"],  # Ant-v5 lacks SAC's runs
+        "against": [("sac", "Hopper-v5")],
+    }
+
+
+def test_target_compares_cqsm_with_the_best_of_td3_and_sac():
+    table = _table(
+        [
+            ("HalfCheetah-v5", "cqsm", 5000.0, 3, NAN, NAN),
+            ("HalfCheetah-v5", "td3", 4900.0, 3, NAN, NAN),
+            ("HalfCheetah-v5", "sac", 6400.0, 3, NAN, NAN),
+            ("Hopper-v5", "cqsm", 900.0, 3, NAN, NAN),
+            ("Hopper-v5", "td3", 600.0, 3, NAN, NAN),
+            ("Hopper-v5", "sac", 800.0, 3, NAN, NAN),
+            ("Ant-v5", "cqsm", 900.0, 3, NAN, NAN),
+            ("Ant-v5", "td3", 600.0, 3, NAN, NAN),
+        ]
+    )
+    found = four_tasks.target(table, STEPS).set_index("env")
+    assert list(found.index) == list(TASKS)
+    assert found.loc["HalfCheetah-v5", ["rival", "rival_mean", "met"]].tolist() == [
+        "sac",
+        6400.0,
+        False,
+    ]
+    assert found.loc["Hopper-v5", "met"] is True
+    assert found.loc["Ant-v5", "met"] is None and found.loc["Walker2d-v5", "met"] is None
+
+
+def test_warmup_steps_are_each_algorithms_own():
+    warm = four_tasks.warmup_steps(("td3", "cqsm"), ("HalfCheetah-v5", "Ant-v5"))
+    assert warm.loc["td3", "HalfCheetah-v5"] == 10_000  # TD3's paper: 10k on HalfCheetah
+    assert warm.loc["td3", "Ant-v5"] == 10_000  # and on Ant
+    cqsm = TrainSettings.for_task("Ant-v5", algo="cqsm").learning_starts
+    assert warm.loc["cqsm", "Ant-v5"] == cqsm
+    short = four_tasks.warmup_steps(("td3",), ("Ant-v5",), learning_starts=100)
+    assert short.loc["td3", "Ant-v5"] == 100

@@ -1,7 +1,9 @@
 """Comparing algorithms from their tidy training rows: returns at fixed steps with bootstrap
 confidence intervals, the table a reader sees of them, and the display names of the algorithms.
 
+    published = read_published(path)   # the published values of published.csv, with sources
     table = add_published(returns_at(rows, steps=(20_000, 100_000)), published)
+    published_checks(table)    # each of our means as a share of the low end of its range
     returns_table(table)       # per env, step and method: "mean ± std", "95% CI", "published"
     means_table(cells)         # any table of means, intervals and ratios, as a reader sees it
 
@@ -12,6 +14,8 @@ has not reached, and the table says how many seeds each entry has.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -20,7 +24,10 @@ __all__ = [
     "label",
     "bootstrap_ci",
     "returns_at",
+    "PUBLISHED_COLUMNS",
+    "read_published",
     "add_published",
+    "published_checks",
     "mean_std",
     "interval",
     "percent",
@@ -89,6 +96,25 @@ def returns_at(
     return pd.DataFrame(out)
 
 
+PUBLISHED_COLUMNS = ("algo", "env", "step", "published_low", "published_high", "source")
+"""The columns of a ``published.csv``: a published value or range per algorithm, task and
+step, and where it comes from."""
+
+
+def read_published(path) -> pd.DataFrame:
+    """The published values in the CSV at ``path`` (columns :data:`PUBLISHED_COLUMNS`), or an
+    empty table with those columns where there is no such file."""
+    if not Path(path).exists():
+        return pd.DataFrame(columns=list(PUBLISHED_COLUMNS))
+    table = pd.read_csv(path)
+    missing = [c for c in PUBLISHED_COLUMNS if c not in table]
+    if missing:
+        raise ValueError(
+            f"{path} lacks the column(s) {missing}; it needs {list(PUBLISHED_COLUMNS)}."
+        )
+    return table[list(PUBLISHED_COLUMNS)]
+
+
 def add_published(table: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
     """``table`` (of :func:`returns_at`) with the published range of each entry, where there is
     one: the ``published_low`` and ``published_high`` of ``published`` (a table with columns
@@ -98,6 +124,34 @@ def add_published(table: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
         return table
     columns = ["algo", "env", "step", "published_low", "published_high"]
     return table.merge(published[columns], on=["algo", "env", "step"], how="left")
+
+
+def published_checks(table: pd.DataFrame, tolerance: float = 0.1) -> pd.DataFrame:
+    """Each entry of ``table`` (of :func:`add_published`) that has a published value: its
+    ``algo``, ``env``, ``step``, ``seeds``, ``mean``, ``published_low``, ``published_high``,
+    ``share`` (the mean over the low end of the published range) and ``verdict``: ``"within
+    10%"`` where the mean lies within ``tolerance`` (here 10%) of the range (at least ``1 -
+    tolerance`` times its low end, at most ``1 + tolerance`` times its high end), ``"more than
+    10% short"`` below that, ``"more than 10% above"`` above it, and ``"no run yet"`` where
+    no seed has reached the step."""
+    columns = ["algo", "env", "step", "seeds", "mean", "published_low", "published_high"]
+    columns += ["share", "verdict"]
+    if "published_low" not in table:
+        return pd.DataFrame(columns=columns)
+    checks = table.dropna(subset=["published_low"]).copy()
+    checks["share"] = checks["mean"] / checks["published_low"]
+    limit = f"{tolerance:.0%}"
+
+    def verdict(seeds, mean, low, high):
+        if not seeds:
+            return "no run yet"
+        if mean < (1 - tolerance) * low:
+            return f"more than {limit} short"
+        return f"more than {limit} above" if mean > (1 + tolerance) * high else f"within {limit}"
+
+    entries = checks[["seeds", "mean", "published_low", "published_high"]].itertuples(index=False)
+    checks["verdict"] = [verdict(*entry) for entry in entries]
+    return checks[columns].reset_index(drop=True)
 
 
 def mean_std(mean: float, std: float, spec: str = ".0f") -> str:

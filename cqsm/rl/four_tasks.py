@@ -3,6 +3,9 @@
     runs = planned_runs()                  # what is still to train, in rounds of seeds
     rows = read_runs(root)                 # every committed run of the comparison
     coverage(rows)                         # per algorithm and task: seeds done, seeds missing
+    table = per_task_returns(rows, (20_000, 100_000))  # mean, seeds, interval per cell
+    versus(table, 100_000, ("td3", "sac"))  # per task: CQSM ahead of, level with, behind each
+    target(table, 100_000)                 # per task: CQSM's mean against TD3's and SAC's best
 
 **The plan.** :data:`TASKS` x :data:`ALGOS` x :data:`SEEDS`, each run :data:`STEPS` environment
 steps with its algorithm's and task's defaults (:meth:`cqsm.rl.train.TrainSettings.for_task`:
@@ -17,12 +20,20 @@ every committed run read here has the plan's settings.
 
 A run counts at a step only if it has an evaluation there (as in :mod:`cqsm.rl.compare`), so a
 run in progress is left out of the steps it has not reached.
+
+**Verdicts.** :func:`versus` reads the paper's claims per task from the intervals of
+:func:`per_task_returns`: CQSM is ``ahead`` of a baseline where its interval lies wholly above
+the baseline's, ``behind`` where wholly below, ``level`` where they overlap, and only has a
+``higher mean`` or ``lower mean`` where either has one seed. :func:`claim` sums a claim up over
+the tasks, and :func:`target` reads the book's stricter target: CQSM's mean at least the best of
+TD3's and SAC's.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cqsm.rl import results
@@ -46,6 +57,10 @@ __all__ = [
     "coverage",
     "per_task_returns",
     "comparable_tasks",
+    "versus",
+    "claim",
+    "target",
+    "warmup_steps",
 ]
 
 TASKS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5")
@@ -261,3 +276,94 @@ def comparable_tasks(rows: pd.DataFrame, steps, min_seeds: int = 2) -> tuple[lis
     compared = [a for a, tasks in at[steps[-1]].items() if tasks]
     tasks = [e for e in TASKS if compared and all(e in at[s][a] for a in compared for s in steps)]
     return compared, tasks
+
+
+_SIDE = ("mean", "seeds", "low", "high")
+
+
+def versus(table: pd.DataFrame, step: int, baselines) -> pd.DataFrame:
+    """Per task (in :data:`TASKS` order) and baseline of ``baselines``: CQSM's mean, seeds and
+    interval at ``step`` (``cqsm_mean``, ``cqsm_seeds``, ``cqsm_low``, ``cqsm_high``), the
+    baseline's (``baseline_mean``, ...), ``state`` (the module's verdict: ``ahead``, ``level``,
+    ``behind``, or ``higher mean`` / ``lower mean`` where either has one seed) and ``higher``
+    (CQSM's mean above the baseline's). ``table`` is :func:`per_task_returns`'s; a pair is left
+    out where either side has no seed at ``step``."""
+    at = table[table["step"] == step].set_index(["env", "algo"])
+    columns = ["env", "baseline", "state", "higher"]
+    columns += [f"{who}_{k}" for who in ("cqsm", "baseline") for k in _SIDE]
+    out = []
+    for env in TASKS:
+        for baseline in baselines:
+            if (env, "cqsm") not in at.index or (env, baseline) not in at.index:
+                continue
+            c, o = at.loc[(env, "cqsm")], at.loc[(env, baseline)]
+            if not (c["seeds"] and o["seeds"]):
+                continue
+            if np.isnan(c["low"]) or np.isnan(o["low"]):
+                state = "higher mean" if c["mean"] > o["mean"] else "lower mean"
+            elif c["low"] > o["high"]:
+                state = "ahead"
+            elif c["high"] < o["low"]:
+                state = "behind"
+            else:
+                state = "level"
+            row = {"env": env, "baseline": baseline, "state": state}
+            row["higher"] = bool(c["mean"] > o["mean"])
+            row |= {f"cqsm_{k}": c[k] for k in _SIDE} | {f"baseline_{k}": o[k] for k in _SIDE}
+            out.append(row)
+    frame = pd.DataFrame(out, columns=columns)
+    return frame.astype({"cqsm_seeds": int, "baseline_seeds": int})
+
+
+def claim(states: pd.DataFrame, good, baselines) -> dict:
+    """A claim summed up over the tasks from :func:`versus`'s ``states`` and ``good`` (one
+    bool per row: the claim holds against that baseline there). ``holds``: the tasks where it
+    holds against every one of ``baselines``; ``fails``: those where it fails against one;
+    ``undecided``: the rest (a baseline, or CQSM, without runs); ``against``: the
+    ``(baseline, task)`` pairs where it fails."""
+    good = np.asarray(good, dtype=bool)
+    holds, fails = [], []
+    for env in TASKS:
+        mine = (states["env"] == env).to_numpy()
+        if mine.any() and not good[mine].all():
+            fails.append(env)
+        elif mine.any() and set(states.loc[mine, "baseline"]) >= set(baselines):
+            holds.append(env)
+    bad = states[states["env"].isin(fails).to_numpy() & ~good]
+    return {
+        "holds": holds,
+        "fails": fails,
+        "undecided": [e for e in TASKS if e not in holds + fails],
+        "against": list(zip(bad["baseline"], bad["env"], strict=True)),
+    }
+
+
+def target(table: pd.DataFrame, step: int, rivals=("td3", "sac")) -> pd.DataFrame:
+    """The book's target per task (in :data:`TASKS` order): CQSM's mean at ``step`` (``cqsm``)
+    against the best mean of ``rivals`` (``rival``, ``rival_mean``); ``met`` is True or False,
+    or None where CQSM or a rival has no run at ``step``. ``table`` is
+    :func:`per_task_returns`'s."""
+    means = table[table["step"] == step].set_index(["env", "algo"])["mean"]
+    out = []
+    for env in TASKS:
+        mine = means.get((env, "cqsm"), np.nan)
+        theirs = {r: means.get((env, r), np.nan) for r in rivals}
+        rival = max(theirs, key=lambda r: -np.inf if np.isnan(theirs[r]) else theirs[r])
+        known = not (np.isnan(mine) or any(np.isnan(m) for m in theirs.values()))
+        met = bool(mine >= theirs[rival]) if known else None
+        out.append(
+            {"env": env, "cqsm": mine, "rival": rival, "rival_mean": theirs[rival], "met": met}
+        )
+    return pd.DataFrame(out, columns=["env", "cqsm", "rival", "rival_mean", "met"])
+
+
+def warmup_steps(algos=ALGOS, tasks=TASKS, **loop) -> pd.DataFrame:
+    """Each algorithm's uniformly random warm-up on each task, in environment steps (its
+    ``learning_starts`` by :meth:`TrainSettings.for_task`, with ``loop`` on top): one row per
+    algorithm, a column per task."""
+    return pd.DataFrame(
+        {
+            algo: {e: TrainSettings.for_task(e, algo=algo, **loop).learning_starts for e in tasks}
+            for algo in algos
+        }
+    ).T
