@@ -266,6 +266,8 @@ def test_each_method_of_the_grid_has_its_folder_name_and_native_cell(tmp_path):
     assert built["cqsm"].agent == TrainSettings.for_task(env).agent  # the default, unchanged
     assert built["span"].agent == replace(built["cqsm"].agent, bootstrap_span=0.008)
     assert built["target-rate"].agent == replace(built["cqsm"].agent, tau_interval=0.008)
+    smoothed = replace(built["cqsm"].agent, target_noise_interval=0.008)
+    assert built["smoothing"].agent == smoothed
     for probe in PROBES:  # the intervals below the native
         probed = [(r.env, r.control_interval) for r in probe_runs(probe)]
         assert probed == [(e, dt) for e, dts in GRID.items() for dt in dts if dt < native_dt(e)]
@@ -375,3 +377,22 @@ def test_a_probe_is_set_beside_the_default_on_its_own_seeds():
     assert (rate.grad_a_q, rate.default_grad_a_q, rate.q, rate.default_q) == (0.03, 0.01, 0.5, 0.2)
     span = table.loc[("CQSM, span T", 0.004)]
     assert np.isnan(span.default) and np.isnan(span.grad_a_q) and span["return"] == 100.0
+
+
+def test_shares_beside_sets_a_method_against_its_reference_off_the_native_interval():
+    from cqsm.rl.interval_study import shares_beside
+
+    rows = []
+    for method, native, fine, coarse in (
+        ("TD3", 1000.0, 400.0, 900.0),
+        ("TD3, time-aware", 1000.0, 800.0, None),  # no coarse cell yet
+    ):
+        for dt, value in ((0.008, native), (0.002, fine), (0.016, coarse)):
+            if value is not None:
+                rows.append({"env": "Hopper-v5", "method": method, "dt": dt, "seeds": 3})
+                rows[-1] |= {"ratio": value / native, "ratio_low": 0.0, "ratio_high": 2.0}
+    table = pd.DataFrame(rows)
+    both = shares_beside(table, "TD3, time-aware", "TD3")
+    assert both[["dt", "ratio", "reference_ratio"]].values.tolist() == [[0.002, 0.8, 0.4]]
+    assert both.gain.tolist() == [pytest.approx(0.4)] and both.reference_seeds.tolist() == [3]
+    assert shares_beside(table, "SAC, time-aware", "SAC").empty

@@ -216,6 +216,52 @@ def test_cqsm_target_resamples_the_next_action_and_charges_the_move(monkeypatch)
     torch.testing.assert_close(target, torch.tensor(expected))
 
 
+@pytest.mark.parametrize("interval, std", [(None, 0.3), (0.05, 0.3), (0.2, 0.15)])
+def test_cqsm_target_smoothing_is_per_square_root_second_at_its_interval(
+    interval, std, monkeypatch
+):
+    """Target smoothing of 0.3 at 0.05 s per step: 0.3 itself without an interval or at its
+    own, 0.3 sqrt(0.05 / 0.2) = 0.15 when 0.3 is the smoothing at 0.2 s; clipped at 2.5
+    standard deviations, then reflected at the box like the move."""
+    settings = CQSMSettings(
+        hidden=(8,),
+        lam=0.02,
+        sigma_a=0.5,
+        beta=1.0,
+        target_noise=0.3,
+        target_noise_interval=interval,
+    )
+    env = ActionDiffusionWrapper(make("Pendulum-v1"), sigma_a=0.5)
+    agent = CQSMAgent(settings, env)
+    assert agent.target_noise == pytest.approx(std, rel=1e-12)
+    agent.score_net = linear([[0.5, -1.0, 0.25, 2.0]])  # Psi = 40 tanh(w . (x', a_k))
+    agent.critic_target = hand_critics(3)
+    a_k = torch.tensor([[1.9], [-0.5], [0.0]])
+    monkeypatch.setattr(torch, "randn_like", lambda t: EPS.clone())  # both draws: EPS
+    cqsm_batch = batch() | {
+        "obs": torch.cat([X, ACTION], -1),
+        "next_obs": torch.cat([X_NEXT, a_k], -1),
+    }
+    target = agent.td_target(cqsm_batch)
+
+    def reflect(a):
+        return 4.0 - a if a > 2.0 else (-4.0 - a if a < -2.0 else a)
+
+    dt, expected, clipped = 0.05, [], []
+    for a, (x, eps, r, done) in zip(a_k[:, 0].tolist(), transitions(), strict=True):
+        psi = 40.0 * math.tanh(0.5 * x[0] - 1.0 * x[1] + 0.25 * x[2] + 2.0 * a)
+        moved = reflect(a + psi * dt + 0.5 * math.sqrt(dt) * eps)
+        clipped.append(abs(eps) > 2.5)
+        smoothing = max(-2.5 * std, min(2.5 * std, std * eps))
+        smoothed = reflect(moved + smoothing)
+        future = min(sum(x) + smoothed, sum(x) - smoothed) - 0.5 * 0.02 * psi**2 * dt
+        expected.append(r * dt + (1 - done) * math.exp(-1.0 * dt) * future)
+    assert any(clipped) and not all(clipped)  # the clip is part of what is checked
+    torch.testing.assert_close(target, torch.tensor(expected))
+    with pytest.raises(SettingsError, match="target_noise_interval"):
+        CQSMSettings(target_noise_interval=-1.0)
+
+
 def test_cqsm_target_over_a_bootstrap_span_follows_the_replayed_steps(monkeypatch):
     """Three replayed steps of 0.05 s (a span of 0.15 s): the first row's span is whole; the
     second's ends after two steps, at a termination; the third's after one (a new episode).

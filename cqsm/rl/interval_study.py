@@ -71,6 +71,7 @@ __all__ = [
     "screen_choice",
     "grid_returns",
     "interval_table",
+    "shares_beside",
     "SIGNALS",
     "late_training",
     "probe_table",
@@ -151,6 +152,7 @@ METHODS = {
     "every-step": ("every-step", "TD3, an update per step", "td3"),
     "span": ("span", "CQSM, span T", "cqsm"),
     "target-rate": ("target-rate", "CQSM, τ per T", "cqsm"),
+    "smoothing": ("smoothing", "CQSM, smoothing per √T", "cqsm"),
 }
 """The grid's methods: the folder of their runs off the native interval (under the study's
 folder), their name in tables and figures, and their algorithm. At the native interval TD3's
@@ -161,13 +163,27 @@ follows the replayed steps of T seconds, so it looks as far ahead at every inter
 native interval, and wherever ``dt >= T``, it is CQSM's default itself. ``target-rate`` is CQSM's
 default with target critics that move ``tau`` per T seconds (``tau_interval = T``: ``tau T / dt``
 per update, so that their value advances as many seconds of horizon per update at every
-interval); at the native interval it is CQSM's default itself."""
+interval); at the native interval it is CQSM's default itself. ``smoothing`` is CQSM's default
+with its target smoothing set per square-root second (``target_noise_interval = T``: a standard
+deviation of ``target_noise sqrt(dt / T)``, a noise of the action process's kind, so that the
+smoothing its bootstrapped targets compound along the action's relaxation is the same per
+second at every interval); at the native interval it is CQSM's default itself."""
 
-PROBES = {"span": "bootstrap_span", "target-rate": "tau_interval"}
+PROBES = {
+    "span": "bootstrap_span",
+    "target-rate": "tau_interval",
+    "smoothing": "target_noise_interval",
+}
 """CQSM's probes beside the grid: the method, and the setting of CQSM's that it sets to the
 env's own interval ``T`` on top of the default (a setting that does nothing at ``T``)."""
 
-SAME_AT_NATIVE = {"time-aware": "td3", "every-step": "td3", "span": "cqsm", "target-rate": "cqsm"}
+SAME_AT_NATIVE = {
+    "time-aware": "td3",
+    "every-step": "td3",
+    "span": "cqsm",
+    "target-rate": "cqsm",
+    "smoothing": "cqsm",
+}
 """The methods that are another method at the native interval, and that method."""
 
 
@@ -502,6 +518,28 @@ def _ratio(values, native, level, n_resamples: int = 10_000, seed: int = 0):
     tail = (1 - level) / 2
     low, high = np.quantile(top / bottom, [tail, 1 - tail])
     return values.mean() / native.mean(), float(low), float(high)
+
+
+def shares_beside(table: pd.DataFrame, method: str, reference: str) -> pd.DataFrame:
+    """``method``'s share of its native return beside ``reference``'s, per task and interval
+    off the native one where both have a cell in ``table`` (:func:`interval_table`; methods by
+    their display names, such as ``"TD3, time-aware"`` beside ``"TD3"``).
+
+    Columns: ``env``, ``dt``, ``seeds`` and ``reference_seeds``, ``ratio`` with ``ratio_low``
+    and ``ratio_high`` (``method``'s share and its interval), the same three for ``reference``
+    (``reference_ratio``, ...), and ``gain``, the difference of the two shares (positive:
+    ``method`` keeps more of its native return)."""
+    keys = ["env", "dt"]
+    kept = ["seeds", "ratio", "ratio_low", "ratio_high"]
+    mine = table[(table["method"] == method) & (table["ratio"].notna())]
+    theirs = table[(table["method"] == reference) & (table["ratio"].notna())]
+    native = [np.isclose(dt, native_dt(env)) for env, dt in zip(mine.env, mine.dt, strict=True)]
+    mine = mine[~np.asarray(native, dtype=bool)] if len(mine) else mine
+    both = mine[keys + kept].merge(
+        theirs[keys + kept].rename(columns={k: f"reference_{k}" for k in kept}), on=keys
+    )
+    both["gain"] = both["ratio"] - both["reference_ratio"]
+    return both.sort_values(keys, ignore_index=True)
 
 
 SIGNALS = ("q", "critic_loss", "score_rms", "grad_a_q", "replay_gap")

@@ -30,6 +30,9 @@ run; resuming and loading a run apply the same :func:`migrate_settings` to its
    step, as before (``None``).
 8. CQSM and TD3 gained ``tau_interval`` (the interval at which ``tau`` is the target critics'
    rate): absent, ``tau`` per update at every interval, as before (``None``).
+9. CQSM gained ``target_noise_interval`` (the interval at which ``target_noise`` is the target
+   smoothing's standard deviation): absent, ``target_noise`` at every interval, as before
+   (``None``).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ NEW_AGENT_FIELDS = {
         "relaxation_step": lambda agent: "exact" if agent.get("relaxation") is None else "euler",
         "bootstrap_span": lambda agent: None,
         "tau_interval": lambda agent: None,
+        "target_noise_interval": lambda agent: None,
     },
     "td3": {"tau_interval": lambda agent: None},
 }

@@ -119,6 +119,12 @@ class CQSMSettings:
     target_noise: float = 0.0
     """extra noise on the TD target's next action, action units, clipped at 2.5 standard
     deviations (TD3's target policy smoothing), beside the action process's own"""
+    target_noise_interval: float | None = None
+    """the control interval, seconds, at which ``target_noise`` is the smoothing's standard
+    deviation: at an interval ``dt`` it is ``target_noise * sqrt(dt / target_noise_interval)``,
+    a noise per square-root second as the action process's own, so that the smoothing the
+    bootstrapped targets compound along the action's relaxation is the same per second at any
+    interval; None: ``target_noise`` at every interval"""
     bootstrap_span: float | None = None
     """seconds each critic target spans: the replayed steps within it (round(span / dt) of
     them, at least one), then the bootstrap; None: one control step, whatever the interval"""
@@ -126,7 +132,15 @@ class CQSMSettings:
     def __post_init__(self):
         check_positive(self, "lam", "critic_lr", "score_lr", "tau")
         check_positive(self, "score_every", integer=True)
-        check_positive(self, "beta", "relaxation", "bootstrap_span", "tau_interval", optional=True)
+        check_positive(
+            self,
+            "beta",
+            "relaxation",
+            "bootstrap_span",
+            "tau_interval",
+            "target_noise_interval",
+            optional=True,
+        )
         check_positive(self, "target_noise", zero=True)
         check_choice(self, "actor", ACTOR_FORMS, "actor form")
         check_choice(self, "warmup", WARMUPS, "warm-up")
@@ -202,6 +216,10 @@ class CQSMAgent(Saved):
         span = s.bootstrap_span
         self.span_steps = 1 if span is None else max(1, round(span / self.dt))
         self.critic_tau = target_rate(s.tau, s.tau_interval, self.dt)  # per update
+        # the target smoothing's standard deviation at this interval
+        self.target_noise = s.target_noise
+        if s.target_noise_interval is not None:
+            self.target_noise *= math.sqrt(self.dt / s.target_noise_interval)
         # the time a relaxation score divides its distance to the target by: the relaxation
         # time for the Euler step, dt / (1 - e^{-dt/relaxation}) (longer) for the exact one
         self.relax_time = s.relaxation
@@ -281,9 +299,9 @@ class CQSMAgent(Saved):
         net = self.score_target if s.target_score else self.score_net
         psi_next = self.score(next_obs, net)
         a_next = self.diffusion.move(a, psi_next, torch.randn_like(a))
-        if s.target_noise:
-            limit = 2.5 * s.target_noise
-            smoothing = (s.target_noise * torch.randn_like(a)).clamp(-limit, limit)
+        if self.target_noise:
+            limit = 2.5 * self.target_noise
+            smoothing = (self.target_noise * torch.randn_like(a)).clamp(-limit, limit)
             a_next = self.diffusion.keep(a_next + smoothing)
         q_next = torch.min(*self.critic_target(x_next, a_next))
         return q_next - 0.5 * s.lam * psi_next.square().sum(-1) * dt
