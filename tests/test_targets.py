@@ -10,6 +10,7 @@ the current score, reflected at the box, the rate penalty charged at the move).
 
 import copy
 import math
+from dataclasses import replace
 
 import gymnasium as gym
 import pytest
@@ -260,6 +261,35 @@ def test_cqsm_target_smoothing_is_per_square_root_second_at_its_interval(
     torch.testing.assert_close(target, torch.tensor(expected))
     with pytest.raises(SettingsError, match="target_noise_interval"):
         CQSMSettings(target_noise_interval=-1.0)
+
+
+@pytest.mark.parametrize(
+    "step, rho_dt, rho_t",
+    [("exact", math.exp(-0.5), math.exp(-2.0)), ("euler", 0.8, 0.2)],
+)
+def test_target_smoothing_along_a_relaxation_compounds_the_same_at_every_interval(
+    step, rho_dt, rho_t
+):
+    """At 0.05 s per step, a relaxation of 0.1 s (exact) or 0.25 s (Euler): each step's
+    smoothing sd^2 accumulates to sd^2 / (1 - rho^2); the smoothing at 0.05 s is set so that
+    this equals that of 0.3 at 0.2 s."""
+    relaxation = 0.1 if step == "exact" else 0.25
+    settings = CQSMSettings(
+        hidden=(8,),
+        target_noise=0.3,
+        target_noise_interval=0.2,
+        relaxation=relaxation,
+        relaxation_step=step,
+        warmup="action",
+    )
+    env = CQSMAgent.wrap(make("Pendulum-v1"), settings, explore=True)
+    sd = CQSMAgent(settings, env).target_noise
+    assert sd**2 / (1 - rho_dt**2) == pytest.approx(0.3**2 / (1 - rho_t**2), rel=1e-12)
+    same = replace(settings, target_noise_interval=0.05)  # its own interval: 0.3 itself
+    assert CQSMAgent(same, env).target_noise == pytest.approx(0.3, rel=1e-12)
+    if step == "euler":  # an Euler relaxation of 0.25 s does not contract over 0.5 s
+        with pytest.raises(SettingsError, match="does not contract"):
+            CQSMAgent(replace(settings, target_noise_interval=0.5), env)
 
 
 def test_cqsm_target_over_a_bootstrap_span_follows_the_replayed_steps(monkeypatch):

@@ -164,10 +164,11 @@ native interval, and wherever ``dt >= T``, it is CQSM's default itself. ``target
 default with target critics that move ``tau`` per T seconds (``tau_interval = T``: ``tau T / dt``
 per update, so that their value advances as many seconds of horizon per update at every
 interval); at the native interval it is CQSM's default itself. ``smoothing`` is CQSM's default
-with its target smoothing set per square-root second (``target_noise_interval = T``: a standard
-deviation of ``target_noise sqrt(dt / T)``, a noise of the action process's kind, so that the
-smoothing its bootstrapped targets compound along the action's relaxation is the same per
-second at every interval); at the native interval it is CQSM's default itself."""
+with its target smoothing set at T (``target_noise_interval = T``: each target's smoothed next
+action is the next target's action argument, so the smoothings compound along the action's
+relaxation, to a variance that grows as the interval shrinks; the probe sets the smoothing at
+``dt`` so that it compounds to the same variance as at T); at the native interval it is CQSM's
+default itself."""
 
 PROBES = {
     "span": "bootstrap_span",

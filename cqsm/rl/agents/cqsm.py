@@ -120,11 +120,14 @@ class CQSMSettings:
     """extra noise on the TD target's next action, action units, clipped at 2.5 standard
     deviations (TD3's target policy smoothing), beside the action process's own"""
     target_noise_interval: float | None = None
-    """the control interval, seconds, at which ``target_noise`` is the smoothing's standard
-    deviation: at an interval ``dt`` it is ``target_noise * sqrt(dt / target_noise_interval)``,
-    a noise per square-root second as the action process's own, so that the smoothing the
-    bootstrapped targets compound along the action's relaxation is the same per second at any
-    interval; None: ``target_noise`` at every interval"""
+    """the control interval ``T``, seconds, at which ``target_noise`` is the smoothing's
+    standard deviation. Each target's smoothed next action is the action argument of the next
+    target, so along a relaxation (which shrinks the action's distance to the score's target by
+    ``rho(dt)`` per step) the smoothings compound to a variance of ``sd^2 / (1 - rho(dt)^2)``;
+    at an interval ``dt`` the smoothing is ``target_noise * sqrt((1 - rho(dt)^2) / (1 -
+    rho(T)^2))``, so that this variance is the same at every interval. Without a relaxation
+    (the action's distance does not shrink) it is a noise per square-root second,
+    ``target_noise * sqrt(dt / T)``. None: ``target_noise`` at every interval"""
     bootstrap_span: float | None = None
     """seconds each critic target spans: the replayed steps within it (round(span / dt) of
     them, at least one), then the bootstrap; None: one control step, whatever the interval"""
@@ -219,7 +222,7 @@ class CQSMAgent(Saved):
         # the target smoothing's standard deviation at this interval
         self.target_noise = s.target_noise
         if s.target_noise_interval is not None:
-            self.target_noise *= math.sqrt(self.dt / s.target_noise_interval)
+            self.target_noise *= self._smoothing_scale(s.target_noise_interval)
         # the time a relaxation score divides its distance to the target by: the relaxation
         # time for the Euler step, dt / (1 - e^{-dt/relaxation}) (longer) for the exact one
         self.relax_time = s.relaxation
@@ -234,6 +237,28 @@ class CQSMAgent(Saved):
             TwinCritic(self.n, d, s.hidden), s.critic_lr
         )
         self.updates = 0
+
+    def _smoothing_scale(self, interval: float) -> float:
+        """The target smoothing's standard deviation at this agent's ``dt`` over the one at
+        ``interval`` seconds that accumulates as much along the relaxation:
+        ``sqrt((1 - rho(dt)^2) / (1 - rho(interval)^2))``, ``rho`` the relaxation's contraction
+        per step; ``sqrt(dt / interval)`` without a relaxation."""
+        s = self.settings
+        if s.relaxation is None:
+            return math.sqrt(self.dt / interval)
+
+        def spread(dt):  # 1 - rho(dt)^2
+            exact = s.relaxation_step == "exact"
+            rho = math.exp(-dt / s.relaxation) if exact else 1 - dt / s.relaxation
+            return 1 - rho**2
+
+        if min(spread(interval), spread(self.dt)) <= 0:
+            raise SettingsError(
+                f"An Euler relaxation of {s.relaxation:g} s does not contract over "
+                f"{max(interval, self.dt):g} s (target_noise_interval or the control "
+                "interval); give the exact relaxation step, or a longer relaxation."
+            )
+        return math.sqrt(spread(self.dt) / spread(interval))
 
     def score(self, obs: torch.Tensor, net: torch.nn.Module | None = None) -> torch.Tensor:
         """``Psi_theta(x, a_prev)`` in action units per second, bounded by the rate scale
