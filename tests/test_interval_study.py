@@ -396,3 +396,20 @@ def test_shares_beside_sets_a_method_against_its_reference_off_the_native_interv
     assert both[["dt", "ratio", "reference_ratio"]].values.tolist() == [[0.002, 0.8, 0.4]]
     assert both.gain.tolist() == [pytest.approx(0.4)] and both.reference_seeds.tolist() == [3]
     assert shares_beside(table, "SAC, time-aware", "SAC").empty
+
+
+def test_compounded_noise_of_the_default_by_hand():
+    from cqsm.rl.interval_study import compounded_noise
+
+    noise = compounded_noise("HalfCheetah-v5").set_index("dt")  # tau = T = 0.05 s, h = 1
+    fine = noise.loc[0.01]
+    assert fine.smoothing == pytest.approx(0.2)
+    assert fine.compounded == pytest.approx(0.2 / math.sqrt(1 - math.exp(-0.4)))
+    assert fine.action_noise == pytest.approx(0.1 * math.sqrt(0.01 / 0.05))
+    assert fine.action_compounded == pytest.approx(
+        fine.action_noise / math.sqrt(1 - math.exp(-0.4))
+    )
+    native = 0.2 / math.sqrt(1 - math.exp(-2.0))
+    assert noise.probe_compounded.tolist() == pytest.approx([native] * 4)  # T's at every dt
+    assert noise.loc[0.05, "probe"] == pytest.approx(0.2)
+    assert (noise.compounded.diff().dropna() < 0).all()  # more smoothing the finer the interval

@@ -72,6 +72,7 @@ __all__ = [
     "grid_returns",
     "interval_table",
     "shares_beside",
+    "compounded_noise",
     "SIGNALS",
     "late_training",
     "probe_table",
@@ -541,6 +542,40 @@ def shares_beside(table: pd.DataFrame, method: str, reference: str) -> pd.DataFr
     )
     both["gain"] = both["ratio"] - both["reference_ratio"]
     return both.sort_values(keys, ignore_index=True)
+
+
+def compounded_noise(env: str, intervals=None) -> pd.DataFrame:
+    """What the critic of CQSM's default evaluates on ``env`` at each of ``intervals`` (the
+    task's grid by default), in half-widths of the action box: the target smoothing's standard
+    deviation per step, ``smoothing``, and what it compounds to along the relaxation,
+    ``compounded`` (``sd / sqrt(1 - rho^2)``, :func:`cqsm.rl.agents.cqsm.smoothing_scale`);
+    the same for the ``smoothing`` probe (``probe``, ``probe_compounded``, the native
+    interval's at every interval); and the action process's own noise per step,
+    ``sigma_a sqrt(dt)``, and compounded, ``action_noise`` and ``action_compounded``."""
+    from cqsm.rl.agents.cqsm import contraction, smoothing_scale
+    from cqsm.rl.presets import half_width
+
+    agent = TrainSettings.for_task(env, algo="cqsm").agent
+    native, h = native_dt(env), half_width(env)
+    out = []
+    for dt in GRID[env] if intervals is None else intervals:
+        rho = contraction(dt, agent.relaxation, agent.relaxation_step)
+        grow = 1 / math.sqrt(1 - rho**2) if rho < 1 else np.inf
+        scale = smoothing_scale(dt, native, agent.relaxation, agent.relaxation_step)
+        smoothing, noise = agent.target_noise / h, agent.sigma_a * math.sqrt(dt) / h
+        out.append(
+            {
+                "env": env,
+                "dt": dt,
+                "smoothing": smoothing,
+                "compounded": smoothing * grow,
+                "probe": smoothing * scale,
+                "probe_compounded": smoothing * scale * grow,
+                "action_noise": noise,
+                "action_compounded": noise * grow,
+            }
+        )
+    return pd.DataFrame(out)
 
 
 SIGNALS = ("q", "critic_loss", "score_rms", "grad_a_q", "replay_gap")

@@ -62,6 +62,8 @@ __all__ = [
     "RELAXATION_STEPS",
     "rate_scale",
     "env_rate",
+    "contraction",
+    "smoothing_scale",
 ]
 
 ACTOR_FORMS = ("score_matching", "feynman_kac")
@@ -161,6 +163,35 @@ class CQSMSettings:
         check_widths(self, "hidden")
 
 
+def contraction(dt: float, relaxation: float | None, step: str = "exact") -> float:
+    """How much one step of ``dt`` seconds shrinks the action's distance to a relaxation
+    score's target: ``e^{-dt/relaxation}`` (exact) or ``1 - dt/relaxation`` (Euler); 1 without
+    a relaxation (the distance does not shrink)."""
+    if relaxation is None:
+        return 1.0
+    return math.exp(-dt / relaxation) if step == "exact" else 1 - dt / relaxation
+
+
+def smoothing_scale(
+    dt: float, interval: float, relaxation: float | None, step: str = "exact"
+) -> float:
+    """The target smoothing's standard deviation at ``dt`` over the one at ``interval``
+    seconds that compounds to the same variance along the relaxation: a noise added at every
+    step accumulates to ``sd^2 / (1 - rho^2)`` (``rho``: :func:`contraction`), so the ratio is
+    ``sqrt((1 - rho(dt)^2) / (1 - rho(interval)^2))``; ``sqrt(dt / interval)`` without a
+    relaxation (a noise per square-root second)."""
+    if relaxation is None:
+        return math.sqrt(dt / interval)
+    spread = {t: 1 - contraction(t, relaxation, step) ** 2 for t in (dt, interval)}
+    if min(spread.values()) <= 0:
+        raise SettingsError(
+            f"An Euler relaxation of {relaxation:g} s does not contract over "
+            f"{max(dt, interval):g} s (target_noise_interval or the control interval); give "
+            "the exact relaxation step, or a longer relaxation."
+        )
+    return math.sqrt(spread[dt] / spread[interval])
+
+
 def _width(space: gym.spaces.Box) -> float:
     return float(np.max(space.high - space.low))
 
@@ -222,7 +253,9 @@ class CQSMAgent(Saved):
         # the target smoothing's standard deviation at this interval
         self.target_noise = s.target_noise
         if s.target_noise_interval is not None:
-            self.target_noise *= self._smoothing_scale(s.target_noise_interval)
+            self.target_noise *= smoothing_scale(
+                self.dt, s.target_noise_interval, s.relaxation, s.relaxation_step
+            )
         # the time a relaxation score divides its distance to the target by: the relaxation
         # time for the Euler step, dt / (1 - e^{-dt/relaxation}) (longer) for the exact one
         self.relax_time = s.relaxation
@@ -237,28 +270,6 @@ class CQSMAgent(Saved):
             TwinCritic(self.n, d, s.hidden), s.critic_lr
         )
         self.updates = 0
-
-    def _smoothing_scale(self, interval: float) -> float:
-        """The target smoothing's standard deviation at this agent's ``dt`` over the one at
-        ``interval`` seconds that accumulates as much along the relaxation:
-        ``sqrt((1 - rho(dt)^2) / (1 - rho(interval)^2))``, ``rho`` the relaxation's contraction
-        per step; ``sqrt(dt / interval)`` without a relaxation."""
-        s = self.settings
-        if s.relaxation is None:
-            return math.sqrt(self.dt / interval)
-
-        def spread(dt):  # 1 - rho(dt)^2
-            exact = s.relaxation_step == "exact"
-            rho = math.exp(-dt / s.relaxation) if exact else 1 - dt / s.relaxation
-            return 1 - rho**2
-
-        if min(spread(interval), spread(self.dt)) <= 0:
-            raise SettingsError(
-                f"An Euler relaxation of {s.relaxation:g} s does not contract over "
-                f"{max(interval, self.dt):g} s (target_noise_interval or the control "
-                "interval); give the exact relaxation step, or a longer relaxation."
-            )
-        return math.sqrt(spread(self.dt) / spread(interval))
 
     def score(self, obs: torch.Tensor, net: torch.nn.Module | None = None) -> torch.Tensor:
         """``Psi_theta(x, a_prev)`` in action units per second, bounded by the rate scale
