@@ -145,6 +145,13 @@ def test_returns_at_the_budget_and_their_ratio_to_the_native_interval():
     assert cells.loc[cells["native"], "return"].tolist() == [1000.0, 1200.0, 800.0]
     assert cells.loc[cells["native"], "return_10k"].tolist() == [10.0] * 3
     assert cells.loc[cells["native"], "return_20k"].tolist() == [20.0] * 3
+    # the mean over the last fifth of the budget: its last two of ten evaluations
+    assert cells.loc[cells["native"], "return_late"].tolist() == [
+        (0 + r) / 2 for r in native.values()
+    ]
+    assert cells.loc[~cells["native"], "return_late"].tolist() == [
+        (9 + r) / 2 for r in fine.values()
+    ]
     assert (cells["method"] == "TD3").all()
     table = interval_table(cells).set_index("dt")
     assert table.loc[0.008, "ratio"] == pytest.approx(1.0)
@@ -346,6 +353,7 @@ def test_a_probe_is_set_beside_the_default_on_its_own_seeds():
             "native": native,
             "seed": seed,
             "return": value,
+            "return_late": value / 2,  # the mean over the budget's last fifth
         }
 
     rows = [
@@ -374,9 +382,12 @@ def test_a_probe_is_set_beside_the_default_on_its_own_seeds():
     rate = table.loc[("CQSM, τ per T", 0.002)]
     assert (rate.seeds, rate["return"], rate.default) == (1, 450.0, 200.0)  # seed 0's default
     assert (rate.share, rate.default_share) == (pytest.approx(0.9), pytest.approx(0.4))
+    assert (rate.late, rate.default_late) == (225.0, 100.0)
+    assert (rate.late_share, rate.default_late_share) == (pytest.approx(0.9), pytest.approx(0.4))
     assert (rate.grad_a_q, rate.default_grad_a_q, rate.q, rate.default_q) == (0.03, 0.01, 0.5, 0.2)
     span = table.loc[("CQSM, span T", 0.004)]
     assert np.isnan(span.default) and np.isnan(span.grad_a_q) and span["return"] == 100.0
+    assert np.isnan(span.default_late) and span.late == 50.0
 
 
 def test_shares_beside_sets_a_method_against_its_reference_off_the_native_interval():

@@ -421,8 +421,10 @@ def screen(env: str) -> tuple[Variant, ...]:
 def grid_returns(
     rows: pd.DataFrame, native_rows: pd.DataFrame | None = None, budget_steps: int = BUDGET_STEPS
 ) -> pd.DataFrame:
-    """One row per run of the grid: its evaluation at the budget (``return``) and at 10k and 20k
-    native steps' worth of simulated time (``return_10k``, ``return_20k``).
+    """One row per run of the grid: its evaluation at the budget (``return``), the mean of its
+    evaluations over the last fifth of the budget's simulated time (``return_late``: less
+    noisy than one evaluation, where the learning curves swing), and its evaluations at 10k
+    and 20k native steps' worth of simulated time (``return_10k``, ``return_20k``).
 
     ``rows`` are the runs off the native interval (their last evaluation is at the budget);
     ``native_rows`` the longer runs at the native interval, read at the budget. A run that has
@@ -446,6 +448,8 @@ def grid_returns(
         final = at(budget)
         if np.isnan(final):
             continue
+        times = run["sim_time"]
+        late = run.loc[(times > 0.8 * budget * (1 + 1e-9)) & (times <= budget * (1 + 1e-9))]
         out.append(
             {
                 "env": env,
@@ -455,6 +459,7 @@ def grid_returns(
                 "native": bool(np.isclose(dt, native)),
                 "seed": int(seed),
                 "return": final,
+                "return_late": float(late["eval_return"].mean()),
                 "return_10k": at(10_000 * native),
                 "return_20k": at(20_000 * native),
             }
@@ -638,13 +643,16 @@ def probe_table(cells: pd.DataFrame, late: pd.DataFrame | None = None) -> pd.Dat
 
     Columns: ``probe`` (its display name), ``env``, ``dt``, ``seeds`` (the probe's), ``return``
     (its mean), ``default`` (the default's mean on those seeds; NaN if it lacks one), the shares
-    of the default's native mean ``share`` and ``default_share``, and ``grad_a_q``, ``q`` and
-    their ``default_`` twins."""
+    of the default's native mean ``share`` and ``default_share``; the same four for the mean
+    over the last fifth of the budget (``late``, ``default_late``, ``late_share``,
+    ``default_late_share``, from ``return_late``); and ``grad_a_q``, ``q`` and their
+    ``default_`` twins."""
     columns = ["probe", "env", "dt", "seeds", "return", "default", "share", "default_share"]
+    columns += ["late", "default_late", "late_share", "default_late_share"]
     columns += ["grad_a_q", "default_grad_a_q", "q", "default_q"]
     mine = cells[cells["method"] == METHODS["cqsm"][1]]
-    native = mine[mine["native"]].groupby("env")["return"].mean()
-    runs = mine.set_index(["env", "dt", "seed"])["return"]
+    native = mine[mine["native"]].groupby("env")[["return", "return_late"]].mean()
+    runs = mine.set_index(["env", "dt", "seed"])[["return", "return_late"]]
     signals = late.set_index(["method", "env", "dt"]) if late is not None else None
 
     def signal(method, env, dt, name):
@@ -657,11 +665,16 @@ def probe_table(cells: pd.DataFrame, late: pd.DataFrame | None = None) -> pd.Dat
         name = METHODS[probe][1]
         probed = cells[(cells["method"] == name) & ~cells["native"]]
         for (env, dt), cell in probed.groupby(["env", "dt"], sort=True):
-            same = [runs.get((env, dt, seed), np.nan) for seed in cell["seed"]]
-            base = native.get(env, np.nan)
             row = {"probe": name, "env": env, "dt": dt, "seeds": len(cell)}
-            row |= {"return": cell["return"].mean(), "default": np.mean(same)}
-            row |= {"share": row["return"] / base, "default_share": row["default"] / base}
+            same = runs.reindex([(env, dt, seed) for seed in cell["seed"]])  # the default's
+            for y, key, share in (
+                ("return", "return", "share"),
+                ("return_late", "late", "late_share"),
+            ):
+                base = native[y].get(env, np.nan)
+                theirs = "default" if key == "return" else "default_late"
+                row[key], row[theirs] = cell[y].mean(), same[y].mean(skipna=False)
+                row[share], row[f"default_{share}"] = row[key] / base, row[theirs] / base
             for key in ("grad_a_q", "q"):
                 row[key] = signal(name, env, dt, key)
                 row[f"default_{key}"] = signal(METHODS["cqsm"][1], env, dt, key)
