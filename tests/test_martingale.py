@@ -171,3 +171,15 @@ def test_martingale_process_is_flat_under_the_true_q_only():
         true_q.score(torch.tensor(0.5), paths.x[:, 3], paths.a[:, 3]),
         score(torch.tensor(0.5), paths.x[:, 3], paths.a[:, 3]),
     )
+
+
+def test_relative_l2_is_infinite_for_a_diverged_fit_and_warns_of_nothing():
+    import warnings
+
+    from cqsm.lq.evaluation import relative_l2
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow warning would fail here
+        assert relative_l2(lambda t: np.array([1e200]), lambda t: np.array([1.0]), None) == np.inf
+    # 3 against 4 at every time of [0, 1]: |3 - 4| / |4|
+    assert relative_l2(lambda t: 3.0, lambda t: 4.0, 1.0) == pytest.approx(0.25)
