@@ -153,7 +153,7 @@ METHODS = {
     "every-step": ("every-step", "TD3, an update per step", "td3"),
     "span": ("span", "CQSM, span T", "cqsm"),
     "target-rate": ("target-rate", "CQSM, τ per T", "cqsm"),
-    "smoothing": ("smoothing", "CQSM, smoothing per √T", "cqsm"),
+    "smoothing": ("smoothing", "CQSM, smoothing as at T", "cqsm"),
 }
 """The grid's methods: the folder of their runs off the native interval (under the study's
 folder), their name in tables and figures, and their algorithm. At the native interval TD3's
