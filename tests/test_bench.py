@@ -35,6 +35,11 @@ def test_every_pair_measured_each_repeat_in_rotated_order(tmp_path):
     assert list(summary["repeats"]) == [2] * 5
     for name in ("settings.json", "summary.csv", "provenance.json"):
         assert (tmp_path / "bench" / name).exists()
+    read, where = bench_module.read_bench(tmp_path / "bench")  # what the chapters read
+    pd.testing.assert_frame_equal(read, pd.read_csv(tmp_path / "bench" / "summary.csv"))
+    assert len(read) == len(summary) and where.startswith("bench: measured at commit ")
+    with pytest.raises(results.RunError, match="holds no benchmark run"):
+        bench_module.read_bench(tmp_path / "nothing")
 
 
 def test_an_interrupted_bench_resumes_without_measuring_again(tmp_path, monkeypatch):

@@ -40,7 +40,7 @@ from cqsm.rl.rollout import Rollout
 from cqsm.rl.train import TrainSettings, make_agent, make_env
 from cqsm.settings import SettingsError, check_positive
 
-__all__ = ["BenchSettings", "measure", "bench", "summarise", "markdown"]
+__all__ = ["BenchSettings", "measure", "bench", "summarise", "markdown", "read_bench"]
 
 
 @dataclass
@@ -199,3 +199,22 @@ def markdown(summary: pd.DataFrame) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def read_bench(out) -> tuple[pd.DataFrame, str]:
+    """A committed benchmark run in ``out``: its summary (``summary.csv``) and a line saying
+    where it was measured (the commit, torch, the machine's CPUs), from its
+    ``provenance.json``."""
+    out = Path(out)
+    for name in ("summary.csv", "provenance.json"):
+        if not (out / name).exists():
+            raise results.RunError(
+                f"{out} holds no benchmark run ({name} is missing): run `cqsm bench --out {out}`."
+            )
+    where = results.read_json(out / "provenance.json")
+    line = (
+        f"{out.name}: measured at commit {where['git']['commit'][:12]}, "
+        f"torch {where['packages']['torch']}, {where['machine']['cpus']} CPUs "
+        f"({where['machine']['processor']})"
+    )
+    return pd.read_csv(out / "summary.csv"), line
