@@ -219,8 +219,8 @@ def read_grid(root, native, envs=tuple(GRID), algos=("td3", "sac")):
     ``variant`` column naming each run's method (:data:`METHODS`): ``rows`` off the native
     interval from each method's folder under ``root``; ``native_rows`` from chapter 7's folder
     ``native`` (a sub-folder per algorithm of ``algos``), CQSM's from ``root/native`` (or, for a
-    seed not there yet, the screen's run of the chosen arm: its first 50k steps are the same
-    run's), and again under the name of each method of :data:`SAME_AT_NATIVE` with runs (its
+    seed not there yet, the screen's run of the chosen arm: the same settings for 50k steps),
+    and again under the name of each method of :data:`SAME_AT_NATIVE` with runs (its
     native cell is that method's)."""
     root, envs = Path(root), list(envs)
 
@@ -252,7 +252,8 @@ def read_grid(root, native, envs=tuple(GRID), algos=("td3", "sac")):
 
 def _cqsm_native(root: Path, envs: list[str]) -> list[pd.DataFrame]:
     """CQSM's native rows: ``root/native``'s runs, and the chosen screen arm's for the seeds of
-    each task that ``root/native`` does not have yet (seed 0's native run continues it)."""
+    each task that ``root/native`` does not have yet (the same settings, half the budget: the
+    same run as seed 0's native run only where both ran on one machine)."""
     _, name, algo = METHODS["cqsm"]
     found = results.read_runs(root / "native", algo=algo, env=envs)
     chosen = next(arm for arm, _, _ in _SCREEN if screen_knobs(arm) == PHYSICAL)
