@@ -211,6 +211,17 @@ def _git_commit() -> dict:
     return {"commit": commit, "dirty": dirty}
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name (Linux's /proc/cpuinfo), or None where it cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def provenance(**extra) -> dict:
     """Where and with what a result was computed: git commit, versions, machine, plus ``extra``."""
     versions = {}
@@ -226,6 +237,9 @@ def provenance(**extra) -> dict:
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
+            "cpu": _cpu_model(),
+            # the vector instructions torch's CPU kernels use: float results differ across them
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
         },
