@@ -203,7 +203,8 @@ def markdown(summary: pd.DataFrame) -> str:
 
 def read_bench(out) -> tuple[pd.DataFrame, str]:
     """A committed benchmark run in ``out``: its summary (``summary.csv``) and a line saying
-    where it was measured (the commit, torch, the machine's CPUs), from its
+    where it was measured (the commit, torch, the machine's CPUs and their model where
+    the provenance names it), from its
     ``provenance.json``."""
     out = Path(out)
     for name in ("summary.csv", "provenance.json"):
@@ -215,6 +216,6 @@ def read_bench(out) -> tuple[pd.DataFrame, str]:
     line = (
         f"{out.name}: measured at commit {where['git']['commit'][:12]}, "
         f"torch {where['packages']['torch']}, {where['machine']['cpus']} CPUs "
-        f"({where['machine']['processor']})"
+        f"({where['machine'].get('cpu') or where['machine']['processor']})"
     )
     return pd.read_csv(out / "summary.csv"), line

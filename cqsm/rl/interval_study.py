@@ -73,6 +73,7 @@ __all__ = [
     "interval_table",
     "shares_beside",
     "compounded_noise",
+    "LATE",
     "SIGNALS",
     "late_training",
     "probe_table",
@@ -449,8 +450,7 @@ def grid_returns(
         final = at(budget)
         if np.isnan(final):
             continue
-        times = run["sim_time"]
-        late = run.loc[(times > 0.8 * budget * (1 + 1e-9)) & (times <= budget * (1 + 1e-9))]
+        late = _last_part(run, budget, LATE)
         out.append(
             {
                 "env": env,
@@ -466,6 +466,19 @@ def grid_returns(
             }
         )
     return pd.DataFrame(out)
+
+
+LATE = 0.2
+"""The share of the budget at its end over which a run's late rows are read (``return_late``
+of :func:`grid_returns`, :func:`late_training`'s default)."""
+
+
+def _last_part(run: pd.DataFrame, budget: float, last: float) -> pd.DataFrame:
+    """The rows of ``run`` in the last ``last`` of a budget of ``budget`` simulated seconds:
+    after ``(1 - last) * budget`` (a row there belongs to the earlier part), up to the budget
+    (a run read at a shorter budget than its own)."""
+    times = run["sim_time"]
+    return run[(times > budget * (1 - last) * (1 + 1e-9)) & (times <= budget * (1 + 1e-9))]
 
 
 def _together(rows: pd.DataFrame, native_rows: pd.DataFrame | None) -> pd.DataFrame:
@@ -596,7 +609,7 @@ def late_training(
     native_rows: pd.DataFrame | None = None,
     algo: str = "cqsm",
     budget_steps: int = BUDGET_STEPS,
-    last: float = 0.2,
+    last: float = LATE,
 ) -> pd.DataFrame:
     """What ``algo``'s updates logged late in the budget, per method, task and interval.
 
@@ -619,7 +632,7 @@ def late_training(
         budget = budget_seconds(env, budget_steps)
         if not np.isclose(run["sim_time"], budget).any():
             continue  # short of the budget
-        late = run[(run["sim_time"] > budget * (1 - last)) & (run["sim_time"] <= budget * 1.000001)]
+        late = _last_part(run, budget, last)
         cell = {"method": method, "env": env, "dt": dt, "seed": seed}
         runs.append(cell | dict(late[list(SIGNALS)].mean()))
     columns = ["method", "env", "dt", "native", "seeds", *SIGNALS]
