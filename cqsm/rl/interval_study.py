@@ -555,7 +555,7 @@ def shares_beside(table: pd.DataFrame, method: str, reference: str) -> pd.DataFr
     mine = table[(table["method"] == method) & (table["ratio"].notna())]
     theirs = table[(table["method"] == reference) & (table["ratio"].notna())]
     native = [np.isclose(dt, native_dt(env)) for env, dt in zip(mine.env, mine.dt, strict=True)]
-    mine = mine[~np.asarray(native, dtype=bool)] if len(mine) else mine
+    mine = mine[~np.asarray(native, dtype=bool)]
     both = mine[keys + kept].merge(
         theirs[keys + kept].rename(columns={k: f"reference_{k}" for k in kept}), on=keys
     )
