@@ -43,6 +43,7 @@ def test_the_committed_grid_runs_are_the_librarys_cells():
     planned = per_step_runs(out=str(root / COMMITTED))
     planned += cqsm_runs(out=str(study / "cqsm")) + native_runs(out=str(study / "native"))
     planned += time_aware_runs(out=str(study / "time-aware"))
+    planned += time_aware_runs(out=str(study / "time-aware-sac"), algo="sac")
     planned += every_step_runs(out=str(study / "every-step"))
     for probe in PROBES:
         planned += probe_runs(probe, seeds=(0, 1, 2), out=str(study / probe))
@@ -189,14 +190,14 @@ def test_time_aware_td3_is_td3_at_the_native_interval_and_physical_elsewhere():
     agent, loop = time_aware("HalfCheetah-v5", 0.01)
     s = grid_settings("HalfCheetah-v5", "td3", 0.01, 0, "runs", agent, **loop)
     td3 = TD3Agent(s.agent, make_env(s, explore=True))
-    assert td3.noise_steps == 5
+    assert td3.noise.steps == 5
     torch.manual_seed(0)
-    noise = [td3.draw_noise(torch.zeros(6)).clone() for _ in range(7)]
+    noise = [td3.noise.draw(torch.zeros(6)).clone() for _ in range(7)]
     assert all(torch.equal(n, noise[0]) for n in noise[:5]) and not torch.equal(noise[5], noise[0])
     saved = td3.state_dict()
     again = TD3Agent(s.agent, make_env(s, explore=True))
     again.load_state_dict(saved)
-    assert again.noise_left == 3 and torch.equal(again.draw_noise(torch.zeros(6)), noise[6])
+    assert again.noise.left == 3 and torch.equal(again.noise.draw(torch.zeros(6)), noise[6])
     # a hold of one step draws what the per-step noise draws
     fresh = [
         TD3Agent(s.agent.__class__(expl_noise_hold=h), make_env(s, explore=True))
@@ -205,8 +206,52 @@ def test_time_aware_td3_is_td3_at_the_native_interval_and_physical_elsewhere():
     draws = []
     for agent in fresh:
         torch.manual_seed(1)
-        draws.append(torch.stack([agent.draw_noise(torch.zeros(6)) for _ in range(3)]))
+        draws.append(torch.stack([agent.noise.draw(torch.zeros(6)) for _ in range(3)]))
     assert torch.equal(*draws)
+
+
+def test_time_aware_sac_holds_its_policy_noise_and_is_sac_at_one_step():
+    from cqsm.rl.agents.sac import SACAgent
+    from cqsm.rl.train import make_env
+
+    env, dt, T = "HalfCheetah-v5", 0.01, 0.05
+    sac = TrainSettings.for_task(env, algo="sac")
+    for cell in time_aware_runs((0,), out="runs", algo="sac"):
+        horizon = -cell.control_interval / math.log(cell.agent.gamma)
+        assert horizon == pytest.approx(-native_dt(cell.env) / math.log(0.99))
+        assert cell.agent.noise_hold == native_dt(cell.env) == cell.warmup_hold
+        native = TrainSettings.for_task(cell.env, algo="sac").learning_starts
+        assert cell.learning_starts * cell.control_interval == pytest.approx(
+            native * native_dt(cell.env)
+        )
+    with pytest.raises(ValueError, match="No time-aware rule for 'cqsm'"):
+        time_aware(env, dt, "cqsm")
+    agent, loop = time_aware(env, dt, "sac")
+    s = grid_settings(env, "sac", dt, 0, "runs", agent, **loop)
+    assert s.agent.gamma == pytest.approx(0.99 ** (dt / T)) and s.learning_starts == 5 * (
+        sac.learning_starts
+    )
+    held = SACAgent(s.agent, make_env(s, explore=True))
+    obs = np.zeros(17, dtype=np.float32)
+    torch.manual_seed(0)
+    acted = [held.act(obs) for _ in range(6)]  # one observation: the action moves with the draw
+    assert all(np.array_equal(a, acted[0]) for a in acted[:5])
+    assert not np.array_equal(acted[5], acted[0])
+    assert not np.array_equal(held.act(obs, explore=False), acted[0])  # the mean action
+    again = SACAgent(s.agent, make_env(s, explore=True))
+    again.load_state_dict(held.state_dict())
+    assert again.noise.left == held.noise.left == 4  # the sixth draw is held for 4 more
+    # a hold of one control step acts as SAC with a fresh draw every step
+    fresh = [
+        SACAgent(replace(s.agent, noise_hold=h), make_env(s, explore=True)) for h in (None, dt)
+    ]
+    for agent in fresh[1:]:
+        agent.load_policy_state_dict(fresh[0].policy_state_dict())
+    actions = []
+    for agent in fresh:
+        torch.manual_seed(1)
+        actions.append(np.stack([agent.act(obs + k) for k in range(3)]))
+    assert np.array_equal(*actions)
 
 
 def test_cqsm_train_defaults_to_one_setting_in_physical_units_on_any_env():
@@ -268,6 +313,8 @@ def test_each_method_of_the_grid_has_its_folder_name_and_native_cell(tmp_path):
     env, dt = "Hopper-v5", 0.004
     built = {m: cell_settings(m, env, dt, 0, str(tmp_path / METHODS[m][0])) for m in METHODS}
     assert built["time-aware"].agent.gamma == pytest.approx(0.99**0.5)
+    assert built["time-aware-sac"].agent.gamma == pytest.approx(0.99**0.5)
+    assert built["time-aware-sac"].agent.noise_hold == 0.008
     assert built["every-step"].updates_per_second == pytest.approx(1 / dt)
     assert built["td3"].updates_per_second == pytest.approx(1 / 0.008)
     assert built["cqsm"].agent == TrainSettings.for_task(env).agent  # the default, unchanged

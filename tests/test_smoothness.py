@@ -13,6 +13,7 @@ from cqsm.rl.smoothness import (
     COLUMNS,
     action_smoothness,
     logged_agreement,
+    measured_where,
     price_of_speed,
     run_smoothness,
     smoothness_summary,
@@ -120,6 +121,46 @@ def test_a_trained_run_is_measured_on_the_protocols_episodes(tmp_path, monkeypat
         write_smoothness(out, [run, unfinished], progress=False)
     with pytest.raises(results.RunError, match="has no policy.pt"):
         run_smoothness(unfinished)
+
+
+def test_each_sitting_records_its_own_runs_and_machine(tmp_path, monkeypatch):
+    made = {}
+    for seed in (0, 1, 2):
+        run = tmp_path / "runs" / f"td3-Hopper-v5-dt0.002-s{seed}"
+        run.mkdir(parents=True)
+        (run / "policy.pt").write_bytes(b"")
+        made[seed] = run
+    one = _table([("td3", 0, 0.002, 1, [1.0], [1.0], [0.0])]).iloc[0].to_dict()
+
+    def fake(run_dir, n_episodes=1, face_tol=smoothness.FACE_TOL):
+        return [one | {"seed": int(run_dir.name[-1]), "run": results.portable(run_dir)}]
+
+    monkeypatch.setattr(smoothness, "run_smoothness", fake)
+    out = tmp_path / "smoothness.csv"
+    write_smoothness(out, [made[0], made[1]], progress=False)
+    cpu = {"now": "first machine"}
+    real = results.provenance
+
+    def elsewhere(**extra):
+        found = real(**extra)
+        found["machine"]["cpu"] = cpu["now"]
+        return found
+
+    monkeypatch.setattr(results, "provenance", elsewhere)
+    write_smoothness(out, [made[0], made[1], made[2]], progress=False)  # seed 2 only is new
+    where = measured_where(out).set_index("run")
+    assert where["measurement"].tolist() == [0, 0, 1]
+    assert where["cpu"].iloc[2] == "first machine" and where["cpu"].iloc[0] != "first machine"
+    assert set(where.index) == set(pd.read_csv(out)["run"])
+    # measuring again from scratch leaves one sitting, with every run
+    cpu["now"] = "second machine"
+    write_smoothness(out, list(made.values()), redo=True, progress=False)
+    where = measured_where(out)
+    assert where["measurement"].eq(0).all() and where["cpu"].eq("second machine").all()
+    assert len(where) == 3
+    results.write_json(out.with_suffix(".provenance.json"), {"commit": "x"})
+    with pytest.raises(results.RunError, match="not a smoothness provenance"):
+        write_smoothness(out, list(made.values()), progress=False)
 
 
 def _table(runs):

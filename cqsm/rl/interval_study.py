@@ -15,11 +15,12 @@ evaluated every :data:`EVAL_STEPS` native steps' worth. At the native interval t
 **Per-step baselines** (:func:`per_step_runs`) keep every per-step constant of their defaults and
 presets (the discount 0.99 per step, the exploration noise per step, the warm-up in steps).
 
-**Time-aware TD3** (:func:`time_aware`, after Tallec, Blier and Ollivier 2019) turns each
+**Time-aware TD3 and SAC** (:func:`time_aware`, after Tallec, Blier and Ollivier 2019) turn each
 per-step constant into physical time from the env's own interval ``T``: the discount
-``gamma = e^{-beta dt}`` with ``beta = -ln(0.99) / T``, each exploration noise draw and each
-warm-up draw held for ``T`` seconds, and the warm-up as long in seconds as TD3's in native steps.
-At the native interval it is TD3 itself, so its native cell is TD3's.
+``gamma = e^{-beta dt}`` with ``beta = -ln(0.99) / T``, each exploration noise draw (TD3's added
+Gaussian, SAC's policy noise in the actions it trains on) and each warm-up draw held for ``T``
+seconds, and the warm-up as long in seconds as the algorithm's in native steps. At the native
+interval each is the algorithm itself, so its native cell is the algorithm's.
 
 **CQSM's candidates** (:func:`screen`, by :func:`cqsm.rl.presets.physical`) are set in
 physical units from the env's own interval ``T``, action box and time limit, properties of the
@@ -151,6 +152,7 @@ METHODS = {
     "sac": ("per-step", "SAC", "sac"),
     "cqsm": ("cqsm", "CQSM", "cqsm"),
     "time-aware": ("time-aware", "TD3, time-aware", "td3"),
+    "time-aware-sac": ("time-aware-sac", "SAC, time-aware", "sac"),
     "every-step": ("every-step", "TD3, an update per step", "td3"),
     "span": ("span", "CQSM, span T", "cqsm"),
     "target-rate": ("target-rate", "CQSM, τ per T", "cqsm"),
@@ -182,6 +184,7 @@ env's own interval ``T`` on top of the default (a setting that does nothing at `
 
 SAME_AT_NATIVE = {
     "time-aware": "td3",
+    "time-aware-sac": "sac",
     "every-step": "td3",
     "span": "cqsm",
     "target-rate": "cqsm",
@@ -205,8 +208,8 @@ def cell_settings(
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r} of the grid; choose one of {list(METHODS)}.")
     algo, agent, own = METHODS[method][2], None, {}
-    if method == "time-aware":
-        agent, own = time_aware(env, dt)
+    if method in TIME_AWARE.values():
+        agent, own = time_aware(env, dt, algo)
     elif method == "every-step":
         own = {"updates_per_second": 1 / dt}
     elif method in PROBES:
@@ -300,18 +303,31 @@ def native_runs(algo: str = "cqsm", seeds=(0, 1, 2), out: str = "native") -> lis
     ]
 
 
-def time_aware(env: str, dt: float) -> tuple[dict, dict]:
-    """Time-aware TD3's agent and loop settings on ``env`` at a control interval of ``dt``
-    seconds: every per-step constant of TD3's defaults and presets in physical time."""
+TIME_AWARE = {"td3": "time-aware", "sac": "time-aware-sac"}
+"""The time-aware method of each algorithm that has one (a key of :data:`METHODS`)."""
+
+_HOLD = {"td3": "expl_noise_hold", "sac": "noise_hold"}  # each algorithm's held noise
+
+
+def time_aware(env: str, dt: float, algo: str = "td3") -> tuple[dict, dict]:
+    """Time-aware TD3's or SAC's agent and loop settings on ``env`` at a control interval of
+    ``dt`` seconds: every per-step constant of the algorithm's defaults and presets in physical
+    time (the discount per second of ``gamma = 0.99`` per native step, the exploration's draws
+    held for the native interval, the warm-up's length and hold in seconds)."""
+    if algo not in _HOLD:
+        raise ValueError(f"No time-aware rule for {algo!r}; choose one of {list(_HOLD)}.")
     native = native_dt(env)
-    steps = TrainSettings.for_task(env, algo="td3").learning_starts  # at the native interval
-    agent = {"gamma": 0.99 ** (dt / native), "expl_noise_hold": native}
+    steps = TrainSettings.for_task(env, algo=algo).learning_starts  # at the native interval
+    agent = {"gamma": 0.99 ** (dt / native), _HOLD[algo]: native}
     return agent, {"learning_starts_seconds": steps * native, "warmup_hold": native}
 
 
-def time_aware_runs(seeds=(0, 1, 2), out: str = "time-aware") -> list:
-    """Time-aware TD3's cells off the native interval, in the order of :func:`per_step_runs`."""
-    return [cell_settings("time-aware", env, dt, seed, out) for seed, env, dt in _off_native(seeds)]
+def time_aware_runs(seeds=(0, 1, 2), out: str | None = None, algo: str = "td3") -> list:
+    """Time-aware TD3's (or SAC's) cells off the native interval, in the order of
+    :func:`per_step_runs`, into ``out`` (default: the method's folder name)."""
+    method = TIME_AWARE[algo]
+    out = out or METHODS[method][0]
+    return [cell_settings(method, env, dt, seed, out) for seed, env, dt in _off_native(seeds)]
 
 
 def every_step_runs(seeds=(0, 1, 2), out: str = "every-step") -> list:

@@ -33,6 +33,8 @@ run; resuming and loading a run apply the same :func:`migrate_settings` to its
 9. CQSM gained ``target_noise_interval`` (the interval at which ``target_noise`` is the target
    smoothing's standard deviation): absent, ``target_noise`` at every interval, as before
    (``None``).
+10. SAC gained ``noise_hold`` (seconds each draw of its policy's noise is held in training's
+    actions): absent, a fresh draw every control step, as before (``None``).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ NEW_AGENT_FIELDS = {
         "target_noise_interval": lambda agent: None,
     },
     "td3": {"tau_interval": lambda agent: None},
+    "sac": {"noise_hold": lambda agent: None},
 }
 
 

@@ -6,6 +6,7 @@ actuator.
     write_smoothness("paper_figures/results/control_interval/smoothness.csv", run_dirs)
     smoothness_summary(table)     # per algorithm, task and interval: means over the episodes
     logged_agreement(table)       # per run: its measured episodes against its results.csv
+    measured_where("…/smoothness.csv")   # per run: the sitting and machine that measured it
 
 Two numbers per evaluation episode, for any algorithm (the applied actions of
 :func:`cqsm.rl.evaluation.evaluate`; for CQSM the action process's value):
@@ -52,6 +53,7 @@ __all__ = [
     "smoothness_summary",
     "logged_agreement",
     "price_of_speed",
+    "measured_where",
 ]
 
 FACE_TOL = 1e-3
@@ -192,6 +194,12 @@ def write_smoothness(
     (sorted by algo, env, dt, seed and episode) with its provenance beside it
     (``<name>.provenance.json``), atomically after each run; returns the table.
 
+    The provenance keeps one entry per call that measured something, under ``measurements``:
+    where and with what it measured (:func:`cqsm.rl.results.provenance`: commit, versions,
+    machine), ``n_episodes``, ``face_tol``, ``wall_time`` and the ``runs`` it measured, so a
+    table measured in several sittings, on several machines, says which rows came from where
+    (:func:`measured_where`).
+
     Resumable: a run whose rows are already in ``path`` (the same ``run``) is kept as it is and
     not measured again unless ``redo``. A folder without ``policy.pt`` raises a
     :class:`cqsm.rl.results.RunError` before anything is measured.
@@ -212,30 +220,71 @@ def write_smoothness(
         )
     names = [results.portable(p) for p in run_dirs]
     todo = [(p, n) for p, n in zip(run_dirs, names, strict=True) if n not in set(kept["run"])]
-    start = time.perf_counter()
+    earlier = _measurements(path) if len(kept) else []
+    earlier = [m | {"runs": [r for r in m["runs"] if r in set(kept["run"])]} for m in earlier]
+    start, done = time.perf_counter(), []
 
     def write(frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.sort_values(
             ["algo", "env", "dt", "seed", "episode"], kind="stable", ignore_index=True
         )
         atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
-        results.write_json(
-            path.with_suffix(".provenance.json"),
-            results.provenance(
-                n_episodes=n_episodes,
-                face_tol=face_tol,
-                rows_kept=len(kept),
-                runs_measured=len(todo),
-                wall_time=time.perf_counter() - start,
-            ),
+        this = results.provenance(
+            n_episodes=n_episodes,
+            face_tol=face_tol,
+            wall_time=time.perf_counter() - start,
+            runs=done,
         )
+        kept_ones = [m for m in earlier if m["runs"]]
+        results.write_json(_provenance_path(path), {"measurements": [*kept_ones, this]})
         return frame
 
     table = kept
-    for run_dir, _ in tqdm(todo, desc="smoothness", unit="run", disable=not progress):
+    for run_dir, name in tqdm(todo, desc="smoothness", unit="run", disable=not progress):
         rows = pd.DataFrame(run_smoothness(run_dir, n_episodes, face_tol), columns=COLUMNS)
+        done.append(name)
         table = write(pd.concat([table, rows], ignore_index=True) if len(table) else rows)
     return write(table) if not todo and not path.exists() else table
+
+
+def _provenance_path(path) -> Path:
+    return Path(path).with_suffix(".provenance.json")
+
+
+def _measurements(path) -> list[dict]:
+    """The ``measurements`` of a smoothness table's provenance (none without one)."""
+    where = _provenance_path(path)
+    if not where.exists():
+        return []
+    made = results.read_json(where)
+    if "measurements" not in made:
+        raise results.RunError(
+            f"{where} is not a smoothness provenance (no 'measurements'); "
+            "move it away and measure again."
+        )
+    return made["measurements"]
+
+
+def measured_where(path) -> pd.DataFrame:
+    """Which measurement of the smoothness table ``path`` made each of its runs: one row per
+    run, ``run``, ``measurement`` (its index in the provenance's ``measurements``), ``commit``,
+    ``cpu``, ``cpu_capability`` and ``platform`` ("" where that sitting did not record it)."""
+    rows = []
+    for i, made in enumerate(_measurements(path)):
+        machine = made.get("machine", {})
+        for run in made["runs"]:
+            rows.append(
+                {
+                    "run": run,
+                    "measurement": i,
+                    "commit": made.get("git", {}).get("commit", ""),
+                    "cpu": machine.get("cpu", ""),
+                    "cpu_capability": machine.get("cpu_capability", ""),
+                    "platform": machine.get("platform", ""),
+                }
+            )
+    columns = ["run", "measurement", "commit", "cpu", "cpu_capability", "platform"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def smoothness_summary(table: pd.DataFrame) -> pd.DataFrame:

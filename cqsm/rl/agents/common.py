@@ -117,6 +117,33 @@ def target_rate(tau: float, tau_interval: float | None, dt: float) -> float:
     return min(1.0, tau * tau_interval / dt)
 
 
+class HeldNoise:
+    """Standard normal exploration noise of ``d`` coordinates: a fresh draw every control step
+    (``hold`` None), or each draw held for ``hold`` seconds of training steps at a control
+    interval of ``dt`` seconds (at least one step; across episodes), the time-aware rule's
+    exploration in physical time. Its draw and the steps it is still held for are part of the
+    agent's state (``state_dict``), so a resumed run draws on as the uninterrupted one."""
+
+    def __init__(self, hold: float | None, dt: float, d: int):
+        self.steps = None if hold is None else max(1, round(hold / dt))
+        self.noise, self.left = torch.zeros(d), 0
+
+    def draw(self, like: torch.Tensor) -> torch.Tensor:
+        if self.steps is None:
+            return torch.randn_like(like)
+        if self.left == 0:
+            self.noise, self.left = torch.randn_like(like), self.steps
+        self.left -= 1
+        return self.noise
+
+    def state_dict(self) -> dict:
+        return {"noise": self.noise, "noise_left": self.left}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.noise = state.get("noise", self.noise)  # absent from older checkpoints
+        self.left = int(state.get("noise_left", 0))
+
+
 def as_batch(obs: np.ndarray) -> torch.Tensor:
     """One observation as a float32 batch of one."""
     return torch.as_tensor(np.asarray(obs, dtype=np.float32)).unsqueeze(0)

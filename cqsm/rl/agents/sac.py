@@ -23,6 +23,7 @@ import torch
 
 from cqsm.rl.agents.common import (
     ActionBox,
+    HeldNoise,
     Saved,
     TwinCritic,
     as_batch,
@@ -35,6 +36,7 @@ from cqsm.rl.agents.common import (
     unwrapped,
     with_target,
 )
+from cqsm.rl.envs import interval_of
 from cqsm.settings import check_positive, check_widths
 
 __all__ = ["SACSettings", "SACAgent"]
@@ -64,9 +66,14 @@ class SACSettings:
     """tune the temperature toward target_entropy (False: alpha stays fixed)"""
     target_entropy: float | None = None
     """entropy the temperature aims for, nats (None: -dim(A))"""
+    noise_hold: float | None = None
+    """seconds each draw of the policy's standard normal noise is held in training's actions, at
+    least one control step (the time-aware rule holds it for the env's own interval; the
+    critics' and actor's updates sample afresh); None: a fresh draw every control step"""
 
     def __post_init__(self):
         check_positive(self, "gamma", "actor_lr", "critic_lr", "tau", "alpha")
+        check_positive(self, "noise_hold", optional=True)
         check_positive(self, "policy_delay", integer=True)
         check_widths(self, "hidden")
 
@@ -92,6 +99,7 @@ class SACAgent(Saved):
         self.log_alpha = torch.nn.Parameter(torch.tensor(math.log(s.alpha)))
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=s.critic_lr)
         self.target_entropy = -float(d) if s.target_entropy is None else s.target_entropy
+        self.noise = HeldNoise(s.noise_hold, interval_of(env).dt, d)
         self.updates = 0
 
     def load_state_dict(self, state: dict) -> None:
@@ -99,16 +107,21 @@ class SACAgent(Saved):
         super().load_state_dict(state)
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
+        self.noise.load_state_dict(state)
 
     def state_dict(self) -> dict:
-        return super().state_dict() | {"log_alpha": self.log_alpha.detach().clone()}
+        own = {"log_alpha": self.log_alpha.detach().clone()} | self.noise.state_dict()
+        return super().state_dict() | own
 
-    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """An action ``a ~ pi(. | x)``, its log-density and the mean action, all in env units."""
+    def sample(
+        self, obs: torch.Tensor, noise: HeldNoise | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """An action ``a ~ pi(. | x)``, its log-density and the mean action, all in env units;
+        ``noise``: where the standard normal draw comes from (default: a fresh one)."""
         mean, log_std = self.actor(obs).chunk(2, -1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         std = log_std.exp()
-        z = mean + std * torch.randn_like(mean)
+        z = mean + std * (torch.randn_like(mean) if noise is None else noise.draw(mean))
         u = torch.tanh(z)
         # Gaussian log-density of z, then the change of variables a = center + half tanh(z)
         log_prob = -0.5 * (((z - mean) / std).square() + 2 * log_std + math.log(2 * math.pi))
@@ -117,7 +130,7 @@ class SACAgent(Saved):
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
-        a, _, mean = self.sample(as_batch(obs))
+        a, _, mean = self.sample(as_batch(obs), self.noise if explore else None)
         return (a if explore else mean)[0].numpy()
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:

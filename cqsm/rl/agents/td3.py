@@ -26,6 +26,7 @@ import torch
 
 from cqsm.rl.agents.common import (
     ActionBox,
+    HeldNoise,
     Saved,
     TwinCritic,
     as_batch,
@@ -104,10 +105,7 @@ class TD3Agent(Saved):
         )
         self.updates = 0
         self.critic_tau = target_rate(s.tau, s.tau_interval, interval_of(env).dt)  # per update
-        # a held exploration noise: its draw and the control steps it is still held for
-        hold = s.expl_noise_hold
-        self.noise_steps = None if hold is None else max(1, round(hold / interval_of(env).dt))
-        self.noise, self.noise_left = torch.zeros(d), 0
+        self.noise = HeldNoise(s.expl_noise_hold, interval_of(env).dt, d)
 
     def policy(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
         """``mu(x)`` in the env's units (``target=True``: the target actor's)."""
@@ -117,26 +115,15 @@ class TD3Agent(Saved):
     def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
         a = self.policy(as_batch(obs))[0]
         if explore:
-            a = self.box.clip(a + self.settings.expl_noise * self.box.half * self.draw_noise(a))
+            a = self.box.clip(a + self.settings.expl_noise * self.box.half * self.noise.draw(a))
         return a.numpy()
 
-    def draw_noise(self, a: torch.Tensor) -> torch.Tensor:
-        """Standard normal exploration noise like ``a``: fresh every step, or held for
-        ``expl_noise_hold`` seconds of training steps (across episodes)."""
-        if self.noise_steps is None:
-            return torch.randn_like(a)
-        if self.noise_left == 0:
-            self.noise, self.noise_left = torch.randn_like(a), self.noise_steps
-        self.noise_left -= 1
-        return self.noise
-
     def state_dict(self) -> dict:
-        return super().state_dict() | {"noise": self.noise, "noise_left": self.noise_left}
+        return super().state_dict() | self.noise.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.noise = state.get("noise", self.noise)  # absent from older checkpoints
-        self.noise_left = int(state.get("noise_left", 0))
+        self.noise.load_state_dict(state)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         s, box = self.settings, self.box
