@@ -40,6 +40,18 @@ def test_every_pair_measured_each_repeat_in_rotated_order(tmp_path):
     assert len(read) == len(summary) and where.startswith("bench: measured at commit ")
     with pytest.raises(results.RunError, match="holds no benchmark run"):
         bench_module.read_bench(tmp_path / "nothing")
+    # one machine, or two: the chapters compare two benchmark runs only on one
+    other = tmp_path / "other"
+    other.mkdir()
+    made = results.read_json(tmp_path / "bench" / "provenance.json")
+    results.write_json(other / "provenance.json", made)
+    assert bench_module.same_machine(tmp_path / "bench", other)
+    made["machine"]["cpu_capability"] = "another"
+    results.write_json(other / "provenance.json", made)
+    assert not bench_module.same_machine(tmp_path / "bench", other)
+    del made["machine"]["cpu"]  # made before the CPU was recorded
+    results.write_json(other / "provenance.json", made)
+    assert not bench_module.same_machine(other, other)
 
 
 def test_an_interrupted_bench_resumes_without_measuring_again(tmp_path, monkeypatch):

@@ -471,3 +471,31 @@ def test_compounded_noise_of_the_default_by_hand():
     assert noise.probe_compounded.tolist() == pytest.approx([native] * 4)  # T's at every dt
     assert noise.loc[0.05, "probe"] == pytest.approx(0.2)
     assert (noise.compounded.diff().dropna() < 0).all()  # more smoothing the finer the interval
+
+
+def test_by_method_names_each_run_by_the_folder_it_lies_in():
+    from cqsm.rl.interval_study import by_method
+
+    runs = [
+        ("td3", "results/control_interval/per-step/td3-Hopper-v5-dt0.002-s0"),
+        ("sac", "results/control_interval/per-step/sac-Hopper-v5-dt0.002-s0"),
+        ("td3", "results/control_interval/time-aware/td3-Hopper-v5-dt0.002-s0"),
+        ("sac", "results/control_interval/time-aware-sac/sac-Hopper-v5-dt0.002-s0"),
+        ("td3", "results/control_interval/every-step/td3-Hopper-v5-dt0.002-s0"),
+        ("cqsm", "results/control_interval/smoothing/cqsm-Hopper-v5-dt0.002-s0"),
+        ("td3", "results/ch07_locomotion/td3/td3-Hopper-v5-s0"),
+        ("cqsm", "results/control_interval/native/cqsm-Hopper-v5-s0"),
+    ]
+    table = pd.DataFrame(runs, columns=["algo", "run"]).assign(x=range(len(runs)))
+    named = by_method(table)
+    assert named["algo"].tolist() == [
+        "TD3",
+        "SAC",
+        "TD3, time-aware",
+        "SAC, time-aware",
+        "TD3, an update per step",
+        "CQSM, smoothing as at T",
+        "TD3",
+        "CQSM",
+    ]
+    assert named["x"].tolist() == table["x"].tolist() and table["algo"].iloc[0] == "td3"

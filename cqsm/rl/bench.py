@@ -40,7 +40,16 @@ from cqsm.rl.rollout import Rollout
 from cqsm.rl.train import TrainSettings, make_agent, make_env
 from cqsm.settings import SettingsError, check_positive
 
-__all__ = ["BenchSettings", "measure", "bench", "summarise", "markdown", "read_bench"]
+__all__ = [
+    "BenchSettings",
+    "measure",
+    "bench",
+    "summarise",
+    "markdown",
+    "read_bench",
+    "bench_machine",
+    "same_machine",
+]
 
 
 @dataclass
@@ -49,8 +58,8 @@ class BenchSettings:
 
     algos: tuple[str, ...] = ("cqsm", "td3", "sac", "diffusion_ql", "qsm")
     """algorithms to measure"""
-    envs: tuple[str, ...] = ("Hopper-v5", "HalfCheetah-v5")
-    """environments to measure on"""
+    envs: tuple[str, ...] = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5")
+    """environments to measure on (the four locomotion tasks of the comparison)"""
     repeats: int = 3
     """measurements of each (algorithm, env) pair, interleaved"""
     steps: int = 300
@@ -199,6 +208,24 @@ def markdown(summary: pd.DataFrame) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def bench_machine(out) -> dict:
+    """The machine a committed benchmark run in ``out`` was measured on (its provenance's
+    ``machine``: platform, CPU model and capability where recorded, CPUs, threads)."""
+    return results.read_json(Path(out) / "provenance.json")["machine"]
+
+
+def same_machine(*outs) -> bool:
+    """Whether the benchmark runs in ``outs`` were measured on one machine type: the same
+    recorded CPU model, torch CPU capability, CPU count and platform (False where a run does
+    not record its CPU)."""
+    machines = [bench_machine(out) for out in outs]
+    keys = ("cpu", "cpu_capability", "cpus", "platform")
+    recorded = all(m.get("cpu") for m in machines)
+    return recorded and all(
+        {k: m.get(k) for k in keys} == {k: machines[0].get(k) for k in keys} for m in machines
+    )
 
 
 def read_bench(out) -> tuple[pd.DataFrame, str]:

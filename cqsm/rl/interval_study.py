@@ -63,6 +63,7 @@ __all__ = [
     "read_grid",
     "time_aware",
     "time_aware_runs",
+    "by_method",
     "every_step_runs",
     "PROBES",
     "probe_runs",
@@ -611,6 +612,23 @@ def compounded_noise(env: str, intervals=None) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(out)
+
+
+
+def by_method(table: pd.DataFrame) -> pd.DataFrame:
+    """A table with a ``run`` column (a smoothness table, say) with its ``algo`` replaced by the
+    name of each run's method in the grid (:data:`METHODS`), from the folder the run lies in:
+    a method's folder (with the method's algorithm) gives the method's name, any other folder
+    (the native cells: chapter 7's runs, CQSM's ``native``) the algorithm's own (TD3, SAC,
+    CQSM)."""
+    named = {(folder, algo): name for folder, name, algo in METHODS.values()}
+    own = {algo: METHODS[algo][1] for algo in ("td3", "sac", "cqsm")}
+    folders = table["run"].map(lambda run: Path(run).parent.name)
+    names = [
+        named.get((folder, algo), own.get(algo, algo))
+        for folder, algo in zip(folders, table["algo"], strict=True)
+    ]
+    return table.assign(algo=names)
 
 
 SIGNALS = ("q", "critic_loss", "score_rms", "grad_a_q", "replay_gap")

@@ -326,7 +326,8 @@ def logged_agreement(table: pd.DataFrame, root=None) -> pd.DataFrame:
     ``settings.json``), which are the episodes of its last evaluation, beside the
     ``eval_return`` of its ``results.csv`` at the policy's step, and ``difference``, their
     relative difference (0 when the measurement reproduces the log), and where the run was
-    trained (``commit`` and ``platform`` from its ``provenance.json``; "" without one). ``root``
+    trained (``commit``, ``platform`` and ``cpu`` from its ``provenance.json``; "" without
+    one). ``root``
     is the folder the ``run`` paths are relative to (default: the repository). Runs with fewer
     measured episodes than ``n_eval``, or no row at that step, get NaN."""
     out = []
@@ -353,6 +354,7 @@ def logged_agreement(table: pd.DataFrame, root=None) -> pd.DataFrame:
                 "difference": (measured - value) / abs(value) if value else math.nan,
                 "commit": made.get("git", {}).get("commit", ""),
                 "platform": made.get("machine", {}).get("platform", ""),
+                "cpu": made.get("machine", {}).get("cpu", ""),
             }
         )
     return pd.DataFrame(out)
