@@ -24,6 +24,7 @@ __all__ = [
     "label",
     "bootstrap_ci",
     "returns_at",
+    "PUBLISHED",
     "PUBLISHED_COLUMNS",
     "read_published",
     "add_published",
@@ -99,6 +100,10 @@ def returns_at(
 PUBLISHED_COLUMNS = ("algo", "env", "step", "published_low", "published_high", "source")
 """The columns of a ``published.csv``: a published value or range per algorithm, task and
 step, and where it comes from."""
+
+
+PUBLISHED = Path("ch07_locomotion") / "published.csv"
+"""Where the published values lie under the results root (chapter 7's folder)."""
 
 
 def read_published(path) -> pd.DataFrame:
