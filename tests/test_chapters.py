@@ -219,3 +219,9 @@ def test_unformatted_code_is_caught(tmp_path):
 
 def test_the_chapters_are_found():
     assert len(CHAPTERS) >= 7, CHAPTERS
+
+
+def test_count_says_one_seed_and_many_seeds():
+    from cqsm.pipeline.page import count
+
+    assert [count(n, "seed") for n in (0, 1, 2)] == ["0 seeds", "1 seed", "2 seeds"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import textwrap
 
-__all__ = ["COLUMNS", "say"]
+__all__ = ["COLUMNS", "say", "count"]
 
 COLUMNS = 88
 """The widest line a chapter's code or printed output may have (``tests/test_chapters.py``)."""
@@ -19,3 +19,9 @@ def say(text: str) -> None:
     the sentence's own indentation."""
     indent = " " * (len(text) - len(text.lstrip()) + 2)
     print(textwrap.fill(text, width=COLUMNS, subsequent_indent=indent))
+
+
+def count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is one: ``count(1, "seed")`` is "1 seed",
+    ``count(3, "seed")`` "3 seeds"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -19,6 +19,7 @@ import pandas as pd
 import seaborn as sns
 
 from cqsm.atomic import atomic_write
+from cqsm.pipeline.page import count
 from cqsm.rl.results import repository_root
 
 __all__ = [
@@ -167,7 +168,7 @@ def learning_curves(
     for name, group in rows.groupby(hue, sort=False):
         stats = group.groupby(x)[y].agg(["mean", "std", "count"]).reset_index()
         seeds = stats["count"].max()
-        label = f"{name} ({seeds} seed{'s' if seeds != 1 else ''})"
+        label = f"{name} ({count(seeds, 'seed')})"
         shade = colors[name] if colors is not None else color(str(name))
         ax.plot(stats[x], stats["mean"], color=shade, label=label)
         ax.fill_between(

@@ -614,7 +614,6 @@ def compounded_noise(env: str, intervals=None) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-
 def by_method(table: pd.DataFrame) -> pd.DataFrame:
     """A table with a ``run`` column (a smoothness table, say) with its ``algo`` replaced by the
     name of each run's method in the grid (:data:`METHODS`), from the folder the run lies in:
