@@ -45,6 +45,7 @@ def test_the_committed_grid_runs_are_the_librarys_cells():
     planned += time_aware_runs(out=str(study / "time-aware"))
     planned += time_aware_runs(out=str(study / "time-aware-sac"), algo="sac")
     planned += every_step_runs(out=str(study / "every-step"))
+    planned += every_step_runs(out=str(study / "cqsm-every-step"), algo="cqsm")
     for probe in PROBES:
         planned += probe_runs(probe, seeds=(0, 1, 2), out=str(study / probe))
     for settings in planned:
@@ -316,6 +317,9 @@ def test_each_method_of_the_grid_has_its_folder_name_and_native_cell(tmp_path):
     assert built["time-aware-sac"].agent.gamma == pytest.approx(0.99**0.5)
     assert built["time-aware-sac"].agent.noise_hold == 0.008
     assert built["every-step"].updates_per_second == pytest.approx(1 / dt)
+    assert built["cqsm-every-step"].updates_per_second == pytest.approx(1 / dt)
+    assert built["cqsm-every-step"].agent == TrainSettings.for_task(env).agent
+    assert [r.algo for r in every_step_runs((0,), algo="cqsm")] == ["cqsm", "cqsm"]
     assert built["td3"].updates_per_second == pytest.approx(1 / 0.008)
     assert built["cqsm"].agent == TrainSettings.for_task(env).agent  # the default, unchanged
     assert built["span"].agent == replace(built["cqsm"].agent, bootstrap_span=0.008)

@@ -63,8 +63,10 @@ __all__ = [
     "read_grid",
     "time_aware",
     "time_aware_runs",
+    "TIME_AWARE",
     "by_method",
     "every_step_runs",
+    "EVERY_STEP",
     "PROBES",
     "probe_runs",
     "SAME_AT_NATIVE",
@@ -155,6 +157,7 @@ METHODS = {
     "time-aware": ("time-aware", "TD3, time-aware", "td3"),
     "time-aware-sac": ("time-aware-sac", "SAC, time-aware", "sac"),
     "every-step": ("every-step", "TD3, an update per step", "td3"),
+    "cqsm-every-step": ("cqsm-every-step", "CQSM, an update per step", "cqsm"),
     "span": ("span", "CQSM, span T", "cqsm"),
     "target-rate": ("target-rate", "CQSM, τ per T", "cqsm"),
     "smoothing": ("smoothing", "CQSM, smoothing as at T", "cqsm"),
@@ -162,7 +165,10 @@ METHODS = {
 """The grid's methods: the folder of their runs off the native interval (under the study's
 folder), their name in tables and figures, and their algorithm. At the native interval TD3's
 and SAC's cells are chapter 7's runs, CQSM's are in ``native``, and time-aware TD3 and TD3 with
-an update per step are TD3 itself there (their native cell is TD3's). ``span`` is CQSM's
+an update per step are TD3 itself there (their native cell is TD3's), time-aware SAC is SAC and
+CQSM with an update per step is CQSM's default (one update per native step there as at every
+interval; off it, ``T / dt`` times the grid's updates: the updates that scale with the interval,
+which the grid's equal compute rules out). ``span`` is CQSM's
 default with a bootstrap span of one native interval (``bootstrap_span = T``: each critic target
 follows the replayed steps of T seconds, so it looks as far ahead at every interval); at the
 native interval, and wherever ``dt >= T``, it is CQSM's default itself. ``target-rate`` is CQSM's
@@ -187,6 +193,7 @@ SAME_AT_NATIVE = {
     "time-aware": "td3",
     "time-aware-sac": "sac",
     "every-step": "td3",
+    "cqsm-every-step": "cqsm",
     "span": "cqsm",
     "target-rate": "cqsm",
     "smoothing": "cqsm",
@@ -211,7 +218,7 @@ def cell_settings(
     algo, agent, own = METHODS[method][2], None, {}
     if method in TIME_AWARE.values():
         agent, own = time_aware(env, dt, algo)
-    elif method == "every-step":
+    elif method in EVERY_STEP.values():
         own = {"updates_per_second": 1 / dt}
     elif method in PROBES:
         agent = {PROBES[method]: native_dt(env)}
@@ -331,11 +338,18 @@ def time_aware_runs(seeds=(0, 1, 2), out: str | None = None, algo: str = "td3") 
     return [cell_settings(method, env, dt, seed, out) for seed, env, dt in _off_native(seeds)]
 
 
-def every_step_runs(seeds=(0, 1, 2), out: str = "every-step") -> list:
-    """TD3 at each task's finest interval with one update per control step, as practitioners
-    who shorten the interval often run it: it tells the updates' share of what is lost there."""
+EVERY_STEP = {"td3": "every-step", "cqsm": "cqsm-every-step"}
+"""The method with one update per control step of each algorithm that has one."""
+
+
+def every_step_runs(seeds=(0, 1, 2), out: str | None = None, algo: str = "td3") -> list:
+    """TD3 (or CQSM's default) at each task's finest interval with one update per control
+    step, into ``out`` (default: the method's folder name): as practitioners who shorten the
+    interval often run TD3, and the updates that scale with ``T / dt`` for CQSM; it tells the
+    updates' share of what is lost there."""
+    method = EVERY_STEP[algo]
     return [
-        cell_settings("every-step", env, min(dts), seed, out)
+        cell_settings(method, env, min(dts), seed, out or METHODS[method][0])
         for seed in seeds
         for env, dts in GRID.items()
     ]
