@@ -217,3 +217,17 @@ def test_random_returns_are_deterministic_for_a_seed():
     pd.testing.assert_frame_equal(first, random_returns(["Pendulum-v1"], episodes=2, seed=0))
     other = random_returns(["Pendulum-v1"], episodes=2, seed=1)
     assert other.loc[0, "mean"] != first.loc[0, "mean"]
+
+
+def test_holding_the_action_at_the_centre_earns_only_the_healthy_reward():
+    import gymnasium as gym
+
+    from cqsm.rl.aggregate import _Centre, centre_returns
+
+    box = gym.spaces.Box(np.array([0.0, -2.0]), np.array([2.0, 0.0]), dtype=np.float32)
+    assert _Centre(box, 0).act(None).tolist() == [1.0, -1.0]
+    still = centre_returns(["HalfCheetah-v5", "Hopper-v5"], episodes=1).set_index("env")
+    assert abs(still.loc["HalfCheetah-v5", "mean"]) < 5  # no forward speed, no action cost
+    # Hopper-v5: 1 per step while healthy, before the body topples and the episode ends
+    assert 50 < still.loc["Hopper-v5", "mean"] < 300
+    assert list(still.columns) == ["episodes", "seed", "mean", "std"]

@@ -232,3 +232,24 @@ def test_warmup_steps_are_each_algorithms_own():
     assert warm.loc["cqsm", "Ant-v5"] == cqsm
     short = four_tasks.warmup_steps(("td3",), ("Ant-v5",), learning_starts=100)
     assert short.loc["td3", "Ant-v5"] == 100
+
+
+def test_against_still_sets_each_mean_beside_a_body_that_does_nothing():
+    table = _table(
+        [
+            ("Ant-v5", "cqsm", 988.0, 1, NAN, NAN),  # one seed, below standing still
+            ("Ant-v5", "td3", 1200.0, 3, 1010.0, 1400.0),  # wholly above
+            ("Ant-v5", "sac", 1100.0, 3, 900.0, 1300.0),  # mean above, interval not
+            ("Hopper-v5", "td3", 500.0, 1, NAN, NAN),
+        ]
+    )
+    still = pd.DataFrame({"env": ["Ant-v5", "Hopper-v5"], "mean": [1000.0, 140.0]})
+    found = four_tasks.against_still(table, still, STEPS).set_index(["env", "algo"])
+    assert found["margin"].to_dict() == {
+        ("Ant-v5", "cqsm"): -12.0,
+        ("Ant-v5", "td3"): 200.0,
+        ("Ant-v5", "sac"): 100.0,
+        ("Hopper-v5", "td3"): 360.0,
+    }
+    assert found["moves"].tolist() == [False, True, False, True]
+    assert four_tasks.against_still(table, still, 20_000).empty

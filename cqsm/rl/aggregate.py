@@ -45,6 +45,7 @@ __all__ = [
     "best_means",
     "normalise",
     "random_returns",
+    "centre_returns",
     "per_task_intervals",
     "aggregate_intervals",
     "AGGREGATES",
@@ -278,6 +279,16 @@ class _Uniform:
         return self.space.sample()
 
 
+class _Centre:
+    """A policy that holds the action at the centre of its box (zero on the locomotion tasks)."""
+
+    def __init__(self, space, seed: int):
+        self.action = ((space.low + space.high) / 2).astype(space.dtype)
+
+    def act(self, obs, explore: bool = False):
+        return self.action
+
+
 def random_returns(envs: Sequence[str], episodes: int = 10, seed: int = 0) -> pd.DataFrame:
     """A uniformly random policy's returns on each env at its own control interval: one row per
     env with ``episodes``, ``seed`` and the ``mean`` and ``std`` of the episodes' returns.
@@ -288,6 +299,18 @@ def random_returns(envs: Sequence[str], episodes: int = 10, seed: int = 0) -> pd
     The actions come from the action space's own generator seeded by ``seed``: the same
     ``seed`` gives the same returns.
     """
+    return _reference_returns(_Uniform, envs, episodes, seed)
+
+
+def centre_returns(envs: Sequence[str], episodes: int = 10, seed: int = 0) -> pd.DataFrame:
+    """The returns of holding the action at the centre of the box for the whole episode (a
+    body that does nothing: on Ant-v5 it stands and collects the healthy reward), in the
+    layout and on the episodes of :func:`random_returns`: what a return must exceed to say
+    that a policy moves the body to any purpose."""
+    return _reference_returns(_Centre, envs, episodes, seed)
+
+
+def _reference_returns(policy, envs, episodes: int, seed: int) -> pd.DataFrame:
     from cqsm.rl.envs import make
     from cqsm.rl.evaluation import evaluate
 
@@ -295,7 +318,7 @@ def random_returns(envs: Sequence[str], episodes: int = 10, seed: int = 0) -> pd
     for env_id in envs:
         env = make(env_id)
         try:
-            returns = evaluate(_Uniform(env.action_space, seed), env, episodes, seed)
+            returns = evaluate(policy(env.action_space, seed), env, episodes, seed)
         finally:
             env.close()
         out.append(

@@ -56,6 +56,7 @@ __all__ = [
     "read_runs",
     "coverage",
     "per_task_returns",
+    "against_still",
     "comparable_tasks",
     "versus",
     "claim",
@@ -261,6 +262,20 @@ def per_task_returns(rows: pd.DataFrame, steps, reps: int = 2000, seed: int = 0)
     intervals = pd.concat(found)[columns] if found else pd.DataFrame(columns=columns)
     table = returns_at(rows, steps)
     return table.merge(intervals, on=["env", "algo", "step"], how="left")
+
+
+def against_still(table: pd.DataFrame, still: pd.DataFrame, step: int) -> pd.DataFrame:
+    """Per task and algorithm at ``step`` (``table``: :func:`per_task_returns`'s): its
+    ``mean``, ``seeds``, ``low`` and ``high``, the return of holding the action at the box's
+    centre (``still``: :func:`cqsm.rl.aggregate.centre_returns`'s ``mean``), and ``margin``,
+    the mean less that return; ``moves``: the whole interval (or, with one seed, the mean) lies
+    above it, so the policy earns more than a body that does nothing."""
+    at = table[table["step"] == step]
+    at = at.merge(still[["env", "mean"]].rename(columns={"mean": "still"}), on="env")
+    lowest = at["low"].where(at["low"].notna(), at["mean"])
+    at = at.assign(margin=at["mean"] - at["still"], moves=lowest > at["still"])
+    columns = ["env", "algo", "mean", "seeds", "low", "high", "still", "margin", "moves"]
+    return at[columns].reset_index(drop=True)
 
 
 def comparable_tasks(rows: pd.DataFrame, steps, min_seeds: int = 2) -> tuple[list, list]:
