@@ -129,6 +129,7 @@ class HeldNoise:
         self.noise, self.left = torch.zeros(d), 0
 
     def draw(self, like: torch.Tensor) -> torch.Tensor:
+        """This control step's noise, shaped like ``like``: fresh, or the held draw."""
         if self.steps is None:
             return torch.randn_like(like)
         if self.left == 0:

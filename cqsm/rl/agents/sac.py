@@ -10,7 +10,7 @@ moves so that the policy's entropy approaches ``target_entropy`` (``-dim(A)`` by
 the well-known single-file implementation, the critics learn at 1e-3, the actor at 3e-4, and the
 actor (with alpha) makes ``policy_delay`` updates once every ``policy_delay`` critic updates.
 Evaluation acts with the mean action ``center + half * tanh(m(x))``. With ``noise_hold`` (the
-time-aware rule of :mod:`cqsm.rl.interval_study`), training's actions hold each draw of
+time-aware rule of ``cqsm.rl.interval_study``), training's actions hold each draw of
 ``eps`` for that many seconds (:class:`cqsm.rl.agents.common.HeldNoise`, as TD3's
 ``expl_noise_hold``); the updates sample afresh.
 """
