@@ -220,12 +220,10 @@ def same_machine(*outs) -> bool:
     """Whether the benchmark runs in ``outs`` were measured on one machine type: the same
     recorded CPU model, torch CPU capability, CPU count and platform (False where a run does
     not record its CPU)."""
-    machines = [bench_machine(out) for out in outs]
     keys = ("cpu", "cpu_capability", "cpus", "platform")
-    recorded = all(m.get("cpu") for m in machines)
-    return recorded and all(
-        {k: m.get(k) for k in keys} == {k: machines[0].get(k) for k in keys} for m in machines
-    )
+    machines = [bench_machine(out) for out in outs]
+    types = {tuple(m.get(k) for k in keys) for m in machines}
+    return all(m.get("cpu") for m in machines) and len(types) == 1
 
 
 def read_bench(out) -> tuple[pd.DataFrame, str]:

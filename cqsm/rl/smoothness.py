@@ -220,8 +220,13 @@ def write_smoothness(
         )
     names = [results.portable(p) for p in run_dirs]
     todo = [(p, n) for p, n in zip(run_dirs, names, strict=True) if n not in set(kept["run"])]
-    earlier = _measurements(path) if len(kept) else []
-    earlier = [m | {"runs": [r for r in m["runs"] if r in set(kept["run"])]} for m in earlier]
+    # the earlier sittings, each with the runs of it the table keeps (none left: dropped)
+    still_kept = set(kept["run"])
+    earlier = [
+        m | {"runs": [r for r in m["runs"] if r in still_kept]}
+        for m in (_measurements(path) if len(kept) else [])
+    ]
+    earlier = [m for m in earlier if m["runs"]]
     start, done = time.perf_counter(), []
 
     def write(frame: pd.DataFrame) -> pd.DataFrame:
@@ -235,8 +240,7 @@ def write_smoothness(
             wall_time=time.perf_counter() - start,
             runs=done,
         )
-        kept_ones = [m for m in earlier if m["runs"]]
-        results.write_json(_provenance_path(path), {"measurements": [*kept_ones, this]})
+        results.write_json(_provenance_path(path), {"measurements": [*earlier, this]})
         return frame
 
     table = kept
