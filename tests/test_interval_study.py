@@ -503,3 +503,28 @@ def test_by_method_names_each_run_by_the_folder_it_lies_in():
         "CQSM",
     ]
     assert named["x"].tolist() == table["x"].tolist() and table["algo"].iloc[0] == "td3"
+
+
+def test_progress_counts_each_methods_planned_runs_off_native_and_those_beyond_the_plan():
+    from cqsm.rl.interval_study import beside_runs, cqsm_runs, per_step_runs, progress
+
+    plan = per_step_runs((0, 1), "g/per-step") + cqsm_runs((0,), "g/cqsm")
+    plan += beside_runs((0,), "g")
+    cells = pd.DataFrame(
+        [  # method, env, dt, seed, native
+            ("TD3", "Hopper-v5", 0.002, 0, False),
+            ("TD3", "Hopper-v5", 0.002, 1, False),
+            ("TD3", "Hopper-v5", 0.008, 0, True),  # native: not counted
+            ("SAC, time-aware", "HalfCheetah-v5", 0.1, 0, False),
+            ("CQSM, span T", "Hopper-v5", 0.002, 1, False),  # a further seed of a probe
+        ],
+        columns=["method", "env", "dt", "seed", "native"],
+    )
+    table = progress(cells, plan)
+    assert table.loc["TD3"].tolist() == [12, 2, 0]  # 6 cells off native per seed, 2 seeds
+    assert table.loc["SAC"].tolist() == [12, 0, 0]
+    assert table.loc["CQSM"].tolist() == [6, 0, 0]
+    assert table.loc["SAC, time-aware"].tolist() == [6, 1, 0]
+    assert table.loc["TD3, an update per step", "planned"] == 2  # the finest interval only
+    assert table.loc["CQSM, span T"].tolist() == [4, 0, 1]  # finer than native, seed 0
+    assert list(table.columns) == ["planned", "at budget", "beyond plan"]

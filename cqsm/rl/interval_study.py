@@ -69,6 +69,9 @@ __all__ = [
     "EVERY_STEP",
     "PROBES",
     "probe_runs",
+    "beside_runs",
+    "method_of",
+    "progress",
     "SAME_AT_NATIVE",
     "screen",
     "screen_knobs",
@@ -628,19 +631,68 @@ def compounded_noise(env: str, intervals=None) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def beside_runs(seeds=(0, 1, 2), here=".") -> list:
+    """The cells planned beside the grid, each method in the folder of its name under the
+    study's folder ``here``: time-aware TD3 and SAC, TD3 and CQSM with one update per control
+    step, and seed 0 of each of CQSM's probes (their further seeds follow seed 0's result)."""
+    here = Path(here)
+    runs = []
+    for algo, method in TIME_AWARE.items():
+        runs += time_aware_runs(seeds, str(here / method), algo)
+    for algo, method in EVERY_STEP.items():
+        runs += every_step_runs(seeds, str(here / method), algo)
+    for probe in PROBES:
+        runs += probe_runs(probe, tuple(seeds)[:1], str(here / probe))
+    return runs
+
+
+def _named(folder: str, algo: str) -> str:
+    """The grid's name of a run from the folder it lies in and its algorithm (see
+    :func:`by_method`)."""
+    named = {(f, a): name for f, name, a in METHODS.values()}
+    return named.get((folder, algo), METHODS[algo][1] if algo in METHODS else algo)
+
+
+def method_of(settings: TrainSettings) -> str:
+    """The grid's name of a planned run (:data:`METHODS`), from its ``out`` folder's name."""
+    return _named(Path(settings.out).name, settings.algo)
+
+
+def progress(cells: pd.DataFrame, planned) -> pd.DataFrame:
+    """Per method, how far its planned runs off the native interval have come: ``planned``
+    (runs), ``at budget`` (of those, the ones in ``cells``, :func:`grid_returns`'s rows) and
+    ``beyond plan`` (runs in ``cells`` of the method that the plan does not hold: further seeds
+    of a probe, say). ``planned``: :class:`TrainSettings` of any methods of the grid."""
+    keys = {}
+    for r in planned:
+        if not math.isclose(r.control_interval, native_dt(r.env)):
+            key = (r.env, round(r.control_interval, 6), r.seed)
+            keys.setdefault(method_of(r), set()).add(key)
+    off = cells[~cells["native"]]
+    have = {
+        method: set(zip(group["env"], group["dt"].round(6), group["seed"], strict=True))
+        for method, group in off.groupby("method")
+    }
+    rows = [
+        {
+            "method": method,
+            "planned": len(keys.get(method, ())),
+            "at budget": len(have.get(method, set()) & keys.get(method, set())),
+            "beyond plan": len(have.get(method, set()) - keys.get(method, set())),
+        }
+        for method in dict.fromkeys([*keys, *have])
+    ]
+    return pd.DataFrame(rows).set_index("method")
+
+
 def by_method(table: pd.DataFrame) -> pd.DataFrame:
     """A table with a ``run`` column (a smoothness table, say) with its ``algo`` replaced by the
     name of each run's method in the grid (:data:`METHODS`), from the folder the run lies in:
     a method's folder (with the method's algorithm) gives the method's name, any other folder
     (the native cells: chapter 7's runs, CQSM's ``native``) the algorithm's own (TD3, SAC,
     CQSM)."""
-    named = {(folder, algo): name for folder, name, algo in METHODS.values()}
-    own = {algo: METHODS[algo][1] for algo in ("td3", "sac", "cqsm")}
     folders = table["run"].map(lambda run: Path(run).parent.name)
-    names = [
-        named.get((folder, algo), own.get(algo, algo))
-        for folder, algo in zip(folders, table["algo"], strict=True)
-    ]
+    names = [_named(f, a) for f, a in zip(folders, table["algo"], strict=True)]
     return table.assign(algo=names)
 
 
