@@ -32,6 +32,8 @@ __all__ = [
     "exact_line",
     "learning_curves",
     "interval_lines",
+    "dashes",
+    "VARIANT_DASHES",
     "bars_by_env",
 ]
 
@@ -68,7 +70,6 @@ METHOD_COLORS = {
     "CQSM, Q-score matching": _OKABE_ITO["blue"],
     "CQSM, Feynman-Kac": _OKABE_ITO["vermillion"],
     "TD3": _OKABE_ITO["orange"],
-    "time-aware TD3": _OKABE_ITO["yellow"],
     "CQSM (discrete optimum)": _OKABE_ITO["black"],
     "Q-learning, γ = 0.99 per step": _OKABE_ITO["vermillion"],
     "Q-learning, γ = e^(−βΔt)": _OKABE_ITO["bluish green"],
@@ -97,11 +98,33 @@ def set_style() -> None:
     )
 
 
+#: Variants of a method, drawn in the method's colour with dashes of their own: the suffix of
+#: the variant's name after the method's, and the line style ("TD3, time-aware" is TD3's
+#: orange, dashed).
+VARIANT_DASHES = {", time-aware": "--", ", an update per step": "-."}
+
+
+def _variant(method: str) -> tuple[str, str]:
+    """``(method whose colour it takes, line style)`` of ``method``."""
+    for suffix, style in VARIANT_DASHES.items():
+        base = method.removesuffix(suffix)
+        if base != method and base in METHOD_COLORS:
+            return base, style
+    return method, "-"
+
+
 def color(method: str) -> str:
-    """The colour of ``method`` (a name from :data:`METHOD_COLORS`, else a stable fallback)."""
+    """The colour of ``method``: its own in :data:`METHOD_COLORS`, a variant's method's
+    (:data:`VARIANT_DASHES`), else a stable fallback."""
+    method = _variant(method)[0]
     if method in METHOD_COLORS:
         return METHOD_COLORS[method]
     return _EXTRA[sum(map(ord, method)) % len(_EXTRA)]
+
+
+def dashes(method: str) -> str:
+    """The line style of ``method``: solid, or its variant's (:data:`VARIANT_DASHES`)."""
+    return _variant(method)[1]
 
 
 def palette(methods) -> dict[str, str]:
@@ -170,7 +193,7 @@ def learning_curves(
         seeds = stats["count"].max()
         label = f"{name} ({count(seeds, 'seed')})"
         shade = colors[name] if colors is not None else color(str(name))
-        ax.plot(stats[x], stats["mean"], color=shade, label=label)
+        ax.plot(stats[x], stats["mean"], color=shade, ls=dashes(str(name)), label=label)
         ax.fill_between(
             stats[x],
             stats["mean"] - stats["std"].fillna(0),
@@ -199,7 +222,8 @@ def interval_lines(
     for name, group in table.groupby("method", sort=False):
         group = group.sort_values("dt")
         shade = color(str(name))
-        ax.plot(group["dt"], group[y], marker="o", color=shade, label=name)
+        style = dashes(str(name))
+        ax.plot(group["dt"], group[y], marker="o", color=shade, ls=style, label=name)
         ax.fill_between(group["dt"], group[low], group[high], color=shade, alpha=0.2, lw=0)
     marks = set(native)
     if "native" in table:
