@@ -225,3 +225,24 @@ def test_count_says_one_seed_and_many_seeds():
     from cqsm.pipeline.page import count
 
     assert [count(n, "seed") for n in (0, 1, 2)] == ["0 seeds", "1 seed", "2 seeds"]
+
+
+def test_show_prints_settings_with_paths_under_the_repository_relative_to_it(capsys):
+    from cqsm.pipeline.manifest import find_root
+    from cqsm.pipeline.page import show
+
+    @dataclass
+    class Settings:
+        results: Path
+        scratch: Path
+        folders: tuple = ()
+        seeds: tuple = (0, 1)
+
+    root = find_root()
+    results = root / "paper_figures" / "results"
+    show(Settings(results, Path("/tmp/cqsm-x"), (results / "a", results / "b")))
+    text = capsys.readouterr().out
+    assert "PosixPath('paper_figures/results')" in text and str(root) not in text
+    assert "PosixPath('paper_figures/results/a')" in text and "/tmp/cqsm-x" in text
+    assert "seeds=(0, 1)" in text
+    assert max(len(line) for line in text.splitlines()) <= COLUMNS

@@ -6,9 +6,14 @@ say(f"TD3 reaches {value:.0f} on Hopper-v5 at 100k steps, ...")   # wrapped to t
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
+from pathlib import Path
+from pprint import pprint
 
-__all__ = ["COLUMNS", "say", "count"]
+from cqsm.pipeline.manifest import find_root
+
+__all__ = ["COLUMNS", "say", "count", "show"]
 
 COLUMNS = 88
 """The widest line a chapter's code or printed output may have (``tests/test_chapters.py``)."""
@@ -25,3 +30,22 @@ def count(n: int, noun: str) -> str:
     """``n`` and ``noun``, plural unless ``n`` is one: ``count(1, "seed")`` is "1 seed",
     ``count(3, "seed")`` "3 seeds"."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def show(settings) -> None:
+    """Print a chapter's settings (a dataclass) to the page, every path under the repository
+    root written relative to it, so that the page reads the same on every machine (a scratch
+    folder elsewhere is printed as it is)."""
+    root = find_root()
+
+    def mine(value):
+        if isinstance(value, Path):
+            return value.relative_to(root) if value.is_relative_to(root) else value
+        if isinstance(value, tuple | list):
+            return type(value)(mine(v) for v in value)
+        if isinstance(value, dict):
+            return {k: mine(v) for k, v in value.items()}
+        return value
+
+    values = {f.name: mine(getattr(settings, f.name)) for f in dataclasses.fields(settings)}
+    pprint(dataclasses.replace(settings, **values), width=COLUMNS)
