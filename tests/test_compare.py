@@ -199,3 +199,40 @@ def test_the_committed_published_values_have_sources():
     assert set(published.env) == {"HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"}
     assert (published.published_low <= published.published_high).all()
     assert published.source.str.contains("TD3 paper").all()
+
+
+def _two_seeds():
+    return pd.DataFrame(
+        {
+            "env": ["a"] * 6 + ["b"] * 6,
+            "seed": [0, 0, 0, 1, 1, 1] * 2,
+            "step": [1, 2, 3] * 4,
+            "eval_return": [0, 5, 4, 1, 2, 6, -3, -2, -1, 0, 0, 0],
+            "sps": [9, 10, 12, 9, 11, 13, 1, 2, 3, 4, 5, 6],
+        }
+    )
+
+
+def test_final_summary_reads_each_groups_last_step_best_returns_and_speed():
+    from cqsm.rl.compare import final_summary
+
+    table = final_summary(_two_seeds(), ["env"])
+    a = table.loc["a"]
+    assert a["steps"] == 3 and a["seeds"] == 2
+    assert a["final return"] == 5.0 and a["std"] == pytest.approx(np.std([4, 6], ddof=1))
+    assert a["best return"] == 5.5  # seed 0's best 5, seed 1's 6
+    assert a["steps/s"] == 11.5  # the first row's speed left out
+    assert table.loc["b", "final return"] == -0.5 and table.index.name == "env"
+
+
+def test_first_reached_gives_each_seeds_first_step_and_the_end():
+    from cqsm.rl.compare import first_reached
+
+    rows = _two_seeds()
+    table = first_reached(rows, 4, ["env"])
+    assert table.loc["a", "first steps"] == [2, 3] and table.loc["a", "at the end"] == 2
+    assert table.loc["a", "met"] and not table.loc["b", "met"]
+    assert table.loc["b", "reached"] == 0 and table.loc["b", "first steps"] == []
+    below = first_reached(rows[rows.env == "b"], -2, below=True).loc["all"]
+    assert below["first steps"] == [1] and below["at the end"] == 0 and not below["met"]
+    assert below["seeds"] == 2 and below["final"] == -0.5

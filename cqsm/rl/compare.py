@@ -37,6 +37,8 @@ __all__ = [
     "ratio_text",
     "means_table",
     "returns_by_step",
+    "final_summary",
+    "first_reached",
 ]
 
 # How each algorithm is named in the book's figures and tables (and coloured: cqsm.pipeline.plots).
@@ -271,3 +273,71 @@ def returns_by_step(table: pd.DataFrame, spec: str = ".0f") -> pd.DataFrame:
     last = shown[shown["step"] == shown["step"].max()].set_index(keys)["seeds"]
     wide["seeds"] = last.reindex(wide.index).fillna(0).astype(int)
     return wide.rename_axis(columns=None)
+
+
+def final_summary(rows: pd.DataFrame, by) -> pd.DataFrame:
+    """Per group of the columns ``by`` of tidy training rows (:mod:`cqsm.rl.results`): its last
+    step (``steps``), the seeds there, the mean and standard deviation over those seeds of the
+    evaluation return there (``final return``, ``std``), the mean over seeds of each seed's best
+    evaluation (``best return``), and the median training speed after the first row
+    (``steps/s``)."""
+    out = {}
+    for key, d in _groups(rows, by):
+        final = d[d["step"] == d["step"].max()]
+        out[key] = {
+            "steps": int(d["step"].max()),
+            "seeds": final["seed"].nunique(),
+            "final return": final["eval_return"].mean(),
+            "std": final["eval_return"].std(),
+            "best return": d.groupby("seed")["eval_return"].max().mean(),
+            "steps/s": d.loc[d["step"] > d["step"].min(), "sps"].median(),
+        }
+    return _indexed(out, by)
+
+
+def _groups(rows: pd.DataFrame, by):
+    """``(key, rows)`` per group of the columns ``by``: a scalar key for one column, a tuple for
+    several, ``"all"`` for none."""
+    by = list(by)
+    if not by:
+        return [("all", rows)]
+    groups = rows.groupby(by if len(by) > 1 else by[0], sort=False)
+    return list(groups)
+
+
+def _indexed(out: dict, by) -> pd.DataFrame:
+    """A table of ``out``'s rows indexed by its keys, the index named by ``by``."""
+    table = pd.DataFrame.from_dict(out, orient="index")
+    if len(by) > 1:
+        table.index = pd.MultiIndex.from_tuples(table.index, names=list(by))
+    elif len(by) == 1:
+        table.index.name = list(by)[0]
+    return table
+
+
+def first_reached(
+    rows: pd.DataFrame, target: float, by=(), y: str = "eval_return", below: bool = False
+) -> pd.DataFrame:
+    """Per group of the columns ``by`` (one row for all of ``rows`` where ``by`` is empty):
+    when each seed first reached ``target`` in ``y`` (at or above it; at or below with
+    ``below``) and where the group ends. Columns: ``seeds``, ``reached`` (seeds that ever did),
+    ``first steps`` (their first steps, sorted), ``at the end`` (seeds at the target at their
+    last step), ``final`` and ``final std`` (the mean and standard deviation over seeds of ``y``
+    at the group's last step), and ``met`` (that mean at the target)."""
+    out = {}
+    for key, d in _groups(rows, by):
+        hit = d[y] <= target if below else d[y] >= target
+        first = d[hit].groupby("seed")["step"].min()
+        last = d[d["step"] == d["step"].max()]
+        last_hit = last[y] <= target if below else last[y] >= target
+        final = last[y].mean()
+        out[key] = {
+            "seeds": d["seed"].nunique(),
+            "reached": len(first),
+            "first steps": sorted(first.astype(int).tolist()),
+            "at the end": int(last_hit.sum()),
+            "final": final,
+            "final std": last[y].std(),
+            "met": bool(final <= target if below else final >= target),
+        }
+    return _indexed(out, by)
