@@ -232,17 +232,23 @@ def test_show_prints_settings_with_paths_under_the_repository_relative_to_it(cap
     from cqsm.pipeline.page import show
 
     @dataclass
+    class Bench:
+        out: str
+
+    @dataclass
     class Settings:
         results: Path
         scratch: Path
         folders: tuple = ()
+        bench: Bench | None = None
         seeds: tuple = (0, 1)
 
     root = find_root()
     results = root / "paper_figures" / "results"
-    show(Settings(results, Path("/tmp/cqsm-x"), (results / "a", results / "b")))
+    bench = Bench(str(results / "bench"))
+    show(Settings(results, Path("/tmp/cqsm-x"), (results / "a", results / "b"), bench))
     text = capsys.readouterr().out
     assert "PosixPath('paper_figures/results')" in text and str(root) not in text
     assert "PosixPath('paper_figures/results/a')" in text and "/tmp/cqsm-x" in text
-    assert "seeds=(0, 1)" in text
+    assert "Bench(out='paper_figures/results/bench')" in text and "seeds=(0, 1)" in text
     assert max(len(line) for line in text.splitlines()) <= COLUMNS

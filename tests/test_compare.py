@@ -236,3 +236,26 @@ def test_first_reached_gives_each_seeds_first_step_and_the_end():
     below = first_reached(rows[rows.env == "b"], -2, below=True).loc["all"]
     assert below["first steps"] == [1] and below["at the end"] == 0 and not below["met"]
     assert below["seeds"] == 2 and below["final"] == -0.5
+
+
+def test_window_means_and_summary_average_each_seeds_window_then_across_seeds():
+    from cqsm.rl.compare import window_means, window_summary
+
+    rows = _two_seeds()
+    per_seed = window_means(rows, 2, 3, ["env"])
+    assert per_seed.loc[("a", 0)] == 4.5 and per_seed.loc[("a", 1)] == 4.0  # steps 2-3
+    assert window_means(rows[rows.env == "a"], 1, 1).tolist() == [0.0, 1.0]  # by seed
+    table = window_summary(rows, 2, 3, ["env"])
+    assert table.loc["a", "mean"] == 4.25 and table.loc["a", "seeds"] == 2
+    assert table.loc["b", "std"] == pytest.approx(np.std([-1.5, 0.0], ddof=1))
+
+
+def test_seed_range_and_seeds_below():
+    from cqsm.rl.compare import seed_range, seeds_below
+
+    rows = _two_seeds()
+    spread = seed_range(rows, 2, ["env"])
+    assert spread.loc["a", ("min", 0)] == 4 and spread.loc["a", ("max", 1)] == 6
+    runs = pd.DataFrame({"env": ["a", "b", "a"], "eval_return": [4.5, 0.0, 10.0]})
+    reference = rows[rows.step == 3]  # a: 4 and 6; b: -1 and 0
+    assert seeds_below(runs, reference) == [1, 1, 2]

@@ -34,18 +34,25 @@ def count(n: int, noun: str) -> str:
 
 def show(settings) -> None:
     """Print a chapter's settings (a dataclass) to the page, every path under the repository
-    root written relative to it, so that the page reads the same on every machine (a scratch
-    folder elsewhere is printed as it is)."""
+    root (a ``Path`` or a string, in the settings or in a dataclass, tuple or dict in them)
+    written relative to it, so that the page reads the same on every machine (a scratch folder
+    elsewhere is printed as it is)."""
     root = find_root()
 
     def mine(value):
         if isinstance(value, Path):
             return value.relative_to(root) if value.is_relative_to(root) else value
+        if isinstance(value, str) and Path(value).is_absolute():
+            return str(mine(Path(value)))
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            fields = [f for f in dataclasses.fields(value) if f.init]
+            return dataclasses.replace(
+                value, **{f.name: mine(getattr(value, f.name)) for f in fields}
+            )
         if isinstance(value, tuple | list):
             return type(value)(mine(v) for v in value)
         if isinstance(value, dict):
             return {k: mine(v) for k, v in value.items()}
         return value
 
-    values = {f.name: mine(getattr(settings, f.name)) for f in dataclasses.fields(settings)}
-    pprint(dataclasses.replace(settings, **values), width=COLUMNS)
+    pprint(mine(settings), width=COLUMNS)

@@ -39,6 +39,10 @@ __all__ = [
     "returns_by_step",
     "final_summary",
     "first_reached",
+    "window_means",
+    "window_summary",
+    "seed_range",
+    "seeds_below",
 ]
 
 # How each algorithm is named in the book's figures and tables (and coloured: cqsm.pipeline.plots).
@@ -341,3 +345,37 @@ def first_reached(
             "met": bool(final <= target if below else final >= target),
         }
     return _indexed(out, by)
+
+
+def window_means(rows: pd.DataFrame, first: int, last: int, by=()) -> pd.Series:
+    """Each seed's mean evaluation return over its evaluations from step ``first`` to ``last``
+    (both included), per group of the columns ``by``: a series indexed by ``by`` and ``seed``
+    (by ``seed`` alone where ``by`` is empty). Less noisy than one evaluation where the learning
+    curves swing."""
+    window = rows[(rows["step"] >= first) & (rows["step"] <= last)]
+    return window.groupby([*by, "seed"])["eval_return"].mean()
+
+
+def window_summary(rows: pd.DataFrame, first: int, last: int, by) -> pd.DataFrame:
+    """Across seeds, per group of the columns ``by``: the ``mean``, ``std`` and number
+    (``seeds``) of the seeds' :func:`window_means`."""
+    per_seed = window_means(rows, first, last, by)
+    table = per_seed.groupby(level=list(by)).agg(["mean", "std", "count"])
+    return table.set_axis(["mean", "std", "seeds"], axis=1)
+
+
+def seed_range(rows: pd.DataFrame, first: int, by) -> pd.DataFrame:
+    """Each run's lowest and highest evaluation return from step ``first`` on: one row per group
+    of the columns ``by``, a ``(min | max, seed)`` column per seed."""
+    later = rows[rows["step"] >= first].groupby([*by, "seed"])["eval_return"]
+    return later.agg(["min", "max"]).unstack("seed")
+
+
+def seeds_below(runs: pd.DataFrame, reference: pd.DataFrame, by="env") -> list[int]:
+    """For each row of ``runs`` (one return per run, in ``eval_return``), how many rows of
+    ``reference`` with the same ``by`` (the task) have a lower return: the seeds of a reference
+    method that the run ended above."""
+    return [
+        int((reference.loc[reference[by] == key, "eval_return"] < value).sum())
+        for key, value in zip(runs[by], runs["eval_return"], strict=True)
+    ]
