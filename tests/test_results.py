@@ -102,3 +102,18 @@ def test_read_runs_reads_every_run_below_a_folder_in_path_order(tmp_path):
     assert results.read_runs(tmp_path / "sac").eval_return.tolist() == [5.0]
     assert results.read_runs(tmp_path, algo="qsm").empty
     assert results.read_runs(tmp_path / "nothing-here").empty
+
+
+def test_steps_reached_gives_each_runs_last_step_by_seed():
+    import pandas as pd
+
+    from cqsm.rl.results import steps_reached
+
+    rows = pd.DataFrame(
+        {"algo": ["td3", "td3", "td3", "sac"], "seed": [0, 0, 1, 0], "step": [5, 10, 5, 5]}
+    )
+    reached = steps_reached(rows, ["algo"])
+    assert reached.loc["td3", 0] == 10 and reached.loc["td3", 1] == 5
+    assert reached.loc["sac", 0] == 5 and pd.isna(reached.loc["sac", 1])
+    assert (reached == 10).sum().sum() == 1
+    assert steps_reached(rows.iloc[:0], ["algo"]).empty

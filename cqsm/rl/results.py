@@ -40,6 +40,7 @@ __all__ = [
     "write_rows",
     "read_rows",
     "read_runs",
+    "steps_reached",
     "provenance",
     "save_checkpoint",
     "load_checkpoint",
@@ -194,6 +195,15 @@ def read_runs(folder: str | Path, algo=None, env=None, seed=None) -> pd.DataFram
         if len(frame):
             frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def steps_reached(rows: pd.DataFrame, by) -> pd.DataFrame:
+    """The last step each run has a row at: one row per group of the columns ``by``, one column
+    per seed (``<NA>`` where a group has no run of the seed)."""
+    if rows.empty:
+        return pd.DataFrame(index=pd.Index([], name=by[0] if len(by) == 1 else None))
+    last = rows.groupby([*by, "seed"])["step"].max().unstack("seed")
+    return last.astype("Int64")
 
 
 def _git_commit() -> dict:
