@@ -259,3 +259,22 @@ def test_seed_range_and_seeds_below():
     runs = pd.DataFrame({"env": ["a", "b", "a"], "eval_return": [4.5, 0.0, 10.0]})
     reference = rows[rows.step == 3]  # a: 4 and 6; b: -1 and 0
     assert seeds_below(runs, reference) == [1, 1, 2]
+
+
+def test_shares_of_gives_each_algorithms_returns_by_step_and_its_share_of_a_reference():
+    from cqsm.rl.compare import shares_of
+
+    table = pd.DataFrame(
+        {
+            "algo": ["a", "a", "td3", "td3", "b"],
+            "step": [10, 20, 10, 20, 10],
+            "mean": [1.0, 50.0, 2.0, 200.0, 3.0],
+            "seeds": [1, 1, 3, 2, 1],
+        }
+    )
+    wide = shares_of(table, "td3", order=["b", "a", "td3", "missing"])
+    assert list(wide.index) == ["b", "a", "td3"]
+    assert list(wide.columns) == ["return at 10", "return at 20", "seeds", "of TD3's"]
+    assert wide.loc["a", "of TD3's"] == "25%" and wide.loc["td3", "seeds"] == 3
+    assert pd.isna(wide.loc["b", "return at 20"])
+    assert "of TD3's" not in shares_of(table[table.algo != "td3"], "td3")

@@ -183,3 +183,45 @@ def test_relative_l2_is_infinite_for_a_diverged_fit_and_warns_of_nothing():
         assert relative_l2(lambda t: np.array([1e200]), lambda t: np.array([1.0]), None) == np.inf
     # 3 against 4 at every time of [0, 1]: |3 - 4| / |4|
     assert relative_l2(lambda t: 3.0, lambda t: 4.0, 1.0) == pytest.approx(0.25)
+
+
+def test_seed_summary_takes_the_geometric_mean_and_central_95_percent_of_the_seeds():
+    import pandas as pd
+
+    from cqsm.lq.evaluation import seed_summary
+
+    errors = pd.DataFrame(
+        {
+            "method": ["m"] * 3 + ["m"] * 3,
+            "n_paths": [10] * 3 + [20] * 3,
+            "error P": [0.01, 0.1, 1.0, 0.2, 0.2, 0.2],
+            "error c": [0.5, 0.5, 0.5, 0.1, 0.4, 0.1],
+        }
+    )
+    table = seed_summary(errors, "n_paths").set_index(["n_paths", "quantity"])
+    assert table.loc[(10, "error P"), "mean"] == pytest.approx(0.1)  # 10^mean(-2, -1, 0)
+    assert table.loc[(20, "error c"), "mean"] == pytest.approx((0.1 * 0.4 * 0.1) ** (1 / 3))
+    low, high = np.percentile([0.01, 0.1, 1.0], [2.5, 97.5])
+    assert table.loc[(10, "error P"), ["low", "high"]].tolist() == pytest.approx([low, high])
+    assert (table.n_seeds == 3).all() and set(table.method) == {"m"}
+
+
+def test_rate_summary_leaves_a_learning_rate_out_where_a_seed_diverged():
+    import pandas as pd
+
+    from cqsm.lq.evaluation import rate_summary
+
+    online = pd.DataFrame(
+        {
+            "test function": ["a", "a", "a", "a"],
+            "lr": [0.1, 0.1, 1.0, 1.0],
+            "error P": [0.01, 1.0, 0.5, np.nan],
+            "diverged": [False, False, False, True],
+        }
+    )
+    table = rate_summary(online, "error P").loc["a"]
+    assert table.loc[0.1, "geometric mean"] == pytest.approx(0.1)
+    assert table.loc[0.1, ["low", "high"]].tolist() == [0.01, 1.0]
+    assert table.loc[0.1, "mean"] == pytest.approx(0.505) and table.loc[0.1, "diverged"] == 0
+    assert np.isnan(table.loc[1.0, "geometric mean"]) and np.isnan(table.loc[1.0, "low"])
+    assert table.loc[1.0, "mean"] == 0.5 and table.loc[1.0, "diverged"] == 1

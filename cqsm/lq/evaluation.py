@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from cqsm.lq import martingale as mg
@@ -39,6 +40,8 @@ __all__ = [
     "run_online",
     "relative_error",
     "initial_states",
+    "seed_summary",
+    "rate_summary",
 ]
 
 OFFLINE_METHODS = ("martingale loss", "TD(0)", "TD(lambda)", "mean squared TD error")
@@ -261,3 +264,47 @@ def run_online(
         if callback is not None:
             callback(episode, critic.phi.detach().clone(), score.theta.detach().clone())
     return phi_sum / max(n_avg, 1), theta_sum / max(n_avg, 1)
+
+
+def _geometric_mean(errors) -> float:
+    return float(np.exp(np.log(np.asarray(errors, dtype=float)).mean()))
+
+
+def seed_summary(errors: pd.DataFrame, by: str, quantities=("error P", "error c")) -> pd.DataFrame:
+    """The seeds' relative errors summarised per ``method`` and value of the column ``by``: for
+    each of ``quantities``, the geometric mean over seeds (``mean``: relative errors spread over
+    decades), the central 95% of the seeds' errors (``low``, ``high``: their 2.5th and 97.5th
+    percentiles) and ``n_seeds``; one row per method, value and quantity."""
+    rows = []
+    for (method, x), d in errors.groupby(["method", by]):
+        for q in quantities:
+            e = d[q].to_numpy()
+            low, high = np.percentile(e, [2.5, 97.5])
+            rows.append(
+                {"method": method, by: x, "quantity": q, "mean": _geometric_mean(e)}
+                | {"low": low, "high": high, "n_seeds": len(e)}
+            )
+    return pd.DataFrame(rows)
+
+
+def rate_summary(online: pd.DataFrame, quantity: str) -> pd.DataFrame:
+    """Online runs summarised per ``test function`` and learning rate ``lr`` (in the order they
+    come): the geometric mean over seeds of ``quantity`` and its range over seeds (``geometric
+    mean``, ``low``, ``high``: NaN where a seed diverged), its plain mean over the seeds with a
+    value (``mean``), and how many seeds ``diverged``."""
+    rows = []
+    for (name, lr), d in online.groupby(["test function", "lr"], sort=False):
+        ok = d["diverged"].sum() == 0
+        values = d[quantity]
+        rows.append(
+            {
+                "test function": name,
+                "lr": lr,
+                "geometric mean": _geometric_mean(values) if ok else np.nan,
+                "low": values.min() if ok else np.nan,
+                "high": values.max() if ok else np.nan,
+                "mean": values.mean(),
+                "diverged": int(d["diverged"].sum()),
+            }
+        )
+    return pd.DataFrame(rows).set_index(["test function", "lr"])

@@ -37,6 +37,7 @@ __all__ = [
     "ratio_text",
     "means_table",
     "returns_by_step",
+    "shares_of",
     "final_summary",
     "first_reached",
     "window_means",
@@ -277,6 +278,22 @@ def returns_by_step(table: pd.DataFrame, spec: str = ".0f") -> pd.DataFrame:
     last = shown[shown["step"] == shown["step"].max()].set_index(keys)["seeds"]
     wide["seeds"] = last.reindex(wide.index).fillna(0).astype(int)
     return wide.rename_axis(columns=None)
+
+
+def shares_of(table: pd.DataFrame, reference: str, order=None) -> pd.DataFrame:
+    """:func:`returns_at`'s table with one row per ``algo`` (in ``order`` where given, those
+    with rows only): the mean return at each step (``"return at <step>"``, whole numbers), the
+    most ``seeds`` at any step, and the mean at the last step as a share of ``reference``'s
+    there (``"of <reference>'s"``, a percentage; absent without the reference's row)."""
+    wide = table.pivot_table(index="algo", columns="step", values="mean").round(0)
+    last = f"return at {table['step'].max()}"
+    wide.columns = [f"return at {s}" for s in wide.columns]
+    wide["seeds"] = table.groupby("algo")["seeds"].max()
+    if reference in wide.index and last in wide:
+        wide[f"of {label(reference)}'s"] = (wide[last] / wide.loc[reference, last]).map(percent)
+    if order is not None:
+        wide = wide.loc[[name for name in order if name in wide.index]]
+    return wide
 
 
 def final_summary(rows: pd.DataFrame, by) -> pd.DataFrame:
