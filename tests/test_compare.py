@@ -278,3 +278,22 @@ def test_shares_of_gives_each_algorithms_returns_by_step_and_its_share_of_a_refe
     assert wide.loc["a", "of TD3's"] == "25%" and wide.loc["td3", "seeds"] == 3
     assert pd.isna(wide.loc["b", "return at 20"])
     assert "of TD3's" not in shares_of(table[table.algo != "td3"], "td3")
+
+
+def test_side_by_side_puts_methods_in_columns_with_a_share_and_seeds():
+    from cqsm.rl.compare import side_by_side
+
+    table = pd.DataFrame(
+        {
+            "env": ["h"] * 4,
+            "step": [10, 10, 20, 20],
+            "algo": ["cqsm", "td3", "cqsm", "td3"],
+            "mean": [50.4, 100.0, 300.0, 200.0],
+            "seeds": [2, 3, 1, 3],
+        }
+    )
+    wide = side_by_side(table, "cqsm", "td3")
+    assert list(wide.columns) == ["CQSM", "TD3", "CQSM / TD3", "CQSM seeds"]
+    assert wide.loc[("h", 10), "CQSM"] == 50.0 and wide.loc[("h", 10), "CQSM / TD3"] == "50%"
+    assert wide.loc[("h", 20), "CQSM / TD3"] == "150%" and wide.loc[("h", 20), "CQSM seeds"] == 1
+    assert "CQSM / TD3" not in side_by_side(table[table.algo == "cqsm"], "cqsm", "td3")

@@ -38,6 +38,7 @@ __all__ = [
     "means_table",
     "returns_by_step",
     "shares_of",
+    "side_by_side",
     "final_summary",
     "first_reached",
     "window_means",
@@ -293,6 +294,22 @@ def shares_of(table: pd.DataFrame, reference: str, order=None) -> pd.DataFrame:
         wide[f"of {label(reference)}'s"] = (wide[last] / wide.loc[reference, last]).map(percent)
     if order is not None:
         wide = wide.loc[[name for name in order if name in wide.index]]
+    return wide
+
+
+def side_by_side(table: pd.DataFrame, mine: str, reference: str) -> pd.DataFrame:
+    """:func:`returns_at`'s table with one row per task and step and one column per method
+    (display names) of its mean return (whole numbers), then ``mine``'s mean as a share of
+    ``reference``'s (``"<mine> / <reference>"``, a percentage) and ``mine``'s seeds
+    (``"<mine> seeds"``), where both have rows."""
+    shown = table.assign(method=table["algo"].map(label))
+    by_method = {"index": ["env", "step"], "columns": "method"}
+    wide = shown.pivot_table(**by_method, values="mean").round(0)
+    seeds = shown.pivot_table(**by_method, values="seeds")
+    ours, theirs = label(mine), label(reference)
+    if {ours, theirs} <= set(wide.columns):
+        wide[f"{ours} / {theirs}"] = (wide[ours] / wide[theirs]).map(percent)
+        wide[f"{ours} seeds"] = seeds[ours].astype("Int64")
     return wide
 
 
