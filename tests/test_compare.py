@@ -297,3 +297,22 @@ def test_side_by_side_puts_methods_in_columns_with_a_share_and_seeds():
     assert wide.loc[("h", 10), "CQSM"] == 50.0 and wide.loc[("h", 10), "CQSM / TD3"] == "50%"
     assert wide.loc[("h", 20), "CQSM / TD3"] == "150%" and wide.loc[("h", 20), "CQSM seeds"] == 1
     assert "CQSM / TD3" not in side_by_side(table[table.algo == "cqsm"], "cqsm", "td3")
+
+
+def test_runs_beside_gives_each_run_every_so_many_steps_beside_a_reference_mean():
+    from cqsm.rl.compare import runs_beside
+
+    rows = pd.DataFrame(
+        {
+            "variant": ["v"] * 4,
+            "seed": [0, 0, 0, 0],
+            "step": [5, 10, 15, 20],
+            "eval_return": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    reference = pd.DataFrame({"seed": [0, 1], "step": [10, 10], "eval_return": [6.0, 8.0]})
+    side = runs_beside(rows, reference, 10, "ref")
+    assert list(side.index) == [10, 20] and list(side.columns) == ["v, seed 0", "ref"]
+    assert side.loc[10, "ref"] == 7.0 and np.isnan(side.loc[20, "ref"])
+    assert side["v, seed 0"].tolist() == [2.0, 4.0]
+    assert runs_beside(rows, reference.iloc[:0], 10, "ref")["ref"].isna().all()

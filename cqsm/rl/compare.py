@@ -39,6 +39,7 @@ __all__ = [
     "returns_by_step",
     "shares_of",
     "side_by_side",
+    "runs_beside",
     "final_summary",
     "first_reached",
     "window_means",
@@ -311,6 +312,16 @@ def side_by_side(table: pd.DataFrame, mine: str, reference: str) -> pd.DataFrame
         wide[f"{ours} / {theirs}"] = (wide[ours] / wide[theirs]).map(percent)
         wide[f"{ours} seeds"] = seeds[ours].astype("Int64")
     return wide
+
+
+def runs_beside(rows: pd.DataFrame, reference: pd.DataFrame, every: int, name: str):
+    """Each run's evaluation return (a column ``"<variant>, seed <seed>"`` per run of ``rows``)
+    at every ``every`` steps, with the mean over seeds of ``reference``'s runs at the same steps
+    in a last column ``name`` (NaN without reference runs); one row per step."""
+    side = rows.pivot_table(index="step", columns=["variant", "seed"], values="eval_return")
+    side.columns = [f"{variant}, seed {seed}" for variant, seed in side.columns]
+    side[name] = reference.groupby("step")["eval_return"].mean() if len(reference) else np.nan
+    return side[side.index % every == 0]
 
 
 def final_summary(rows: pd.DataFrame, by) -> pd.DataFrame:
