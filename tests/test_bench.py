@@ -124,3 +124,26 @@ def test_each_algorithm_is_measured_at_its_own_training_batch_size():
     assert bench_module.measure("td3", "HalfCheetah-v5", own)["batch_size"] == 100
     matched = BenchSettings(envs=("HalfCheetah-v5",), fill=256, batch_size=256)
     assert matched.batch("td3", "HalfCheetah-v5") == 256
+
+
+def test_both_runs_and_speedups_read_two_benchmark_summaries_side_by_side():
+    import pandas as pd
+
+    from cqsm.rl.bench import both_runs, speedups
+
+    first = pd.DataFrame(
+        {
+            "env": ["h", "h", "h"],
+            "algo": ["cqsm", "qsm", "td3"],
+            "batch_size": [100, 256, 256],
+            "sps": [100.0, 25.0, 80.0],
+            "cqsm_speedup": [1.0, 4.0, 1.25],
+        }
+    )
+    second = first.assign(batch_size=256, sps=[90.0, 30.0, 80.0], cqsm_speedup=[1, 3, 1.125])
+    both = both_runs(first, second)  # cqsm's batch differs: not the same configuration
+    assert both.algo.tolist() == ["qsm", "td3"]
+    assert both.difference.tolist() == pytest.approx([0.2, 0.0])
+    ratios = speedups({"training batch": first, "batch 256": second}, over="qsm")
+    assert list(ratios.columns) == ["training batch", "batch 256"]
+    assert ratios.loc["h"].tolist() == [4.0, 3.0]

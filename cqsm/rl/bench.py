@@ -49,6 +49,8 @@ __all__ = [
     "read_bench",
     "bench_machine",
     "same_machine",
+    "both_runs",
+    "speedups",
 ]
 
 
@@ -153,6 +155,26 @@ def summarise(rows: pd.DataFrame, reference: str = "cqsm") -> pd.DataFrame:
         ref = stats[stats["algo"] == reference].set_index("env")["sps"]
         stats[f"{reference}_speedup"] = stats["env"].map(ref) / stats["sps"]
     return stats
+
+
+def both_runs(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    """The configurations (task, algorithm, batch) that two :func:`summarise` tables both
+    measured: ``env, algo, batch_size``, each run's median steps/s (``sps``, ``sps_again``) and
+    the second's relative ``difference`` from the first."""
+    keys = ["env", "algo", "batch_size"]
+    both = first.merge(second, on=keys, suffixes=("", "_again"))
+    both["difference"] = both["sps_again"] / both["sps"] - 1
+    return both[[*keys, "sps", "sps_again", "difference"]]
+
+
+def speedups(runs: dict, over: str, reference: str = "cqsm") -> pd.DataFrame:
+    """The reference's speed over the algorithm ``over``: one row per task, one column per run
+    of ``runs`` (a name and its :func:`summarise` table)."""
+    columns = {
+        name: table[table["algo"] == over].set_index("env")[f"{reference}_speedup"]
+        for name, table in runs.items()
+    }
+    return pd.DataFrame(columns).rename_axis(index="env", columns="run")
 
 
 def bench(settings: BenchSettings) -> pd.DataFrame:
