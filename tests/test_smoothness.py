@@ -163,6 +163,25 @@ def test_each_sitting_records_its_own_runs_and_machine(tmp_path, monkeypatch):
         write_smoothness(out, list(made.values()), progress=False)
 
 
+def test_a_sitting_says_where_it_measured_before_it_writes_the_table(tmp_path, monkeypatch):
+    run = tmp_path / "runs" / "td3-Hopper-v5-dt0.002-s0"
+    run.mkdir(parents=True)
+    (run / "policy.pt").write_bytes(b"")
+    one = _table([("td3", 0, 0.002, 1, [1.0], [1.0], [0.0])]).iloc[0].to_dict()
+    monkeypatch.setattr(smoothness, "run_smoothness", lambda run_dir, *args: [one | {"run": "r"}])
+    out, seen, real = tmp_path / "smoothness.csv", [], results.provenance
+
+    def watched(**extra):  # the table's own writes would make a repository look dirty
+        seen.append(out.exists())
+        return real(**extra)
+
+    monkeypatch.setattr(results, "provenance", watched)
+    write_smoothness(out, [run], progress=False)
+    assert seen == [False]  # read once, before the first write
+    (entry,) = results.read_json(out.with_suffix(".provenance.json"))["measurements"]
+    assert entry["runs"] == [results.portable(run)] and entry["n_episodes"] == 1
+
+
 def _table(runs):
     """A smoothness table of made-up runs: (algo, seed, dt, policy_step, returns, rms, faces)."""
     rows = []

@@ -228,18 +228,16 @@ def write_smoothness(
     ]
     earlier = [m for m in earlier if m["runs"]]
     start, done = time.perf_counter(), []
+    # where it measures, read before the table is written (the table's own change is no
+    # change of the code that measured it)
+    where = results.provenance(n_episodes=n_episodes, face_tol=face_tol)
 
     def write(frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.sort_values(
             ["algo", "env", "dt", "seed", "episode"], kind="stable", ignore_index=True
         )
         atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
-        this = results.provenance(
-            n_episodes=n_episodes,
-            face_tol=face_tol,
-            wall_time=time.perf_counter() - start,
-            runs=done,
-        )
+        this = where | {"wall_time": time.perf_counter() - start, "runs": done}
         results.write_json(_provenance_path(path), {"measurements": [*earlier, this]})
         return frame
 
