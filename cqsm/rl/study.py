@@ -169,7 +169,8 @@ def write_critic_diagnostics(path: str | Path, run_dirs, n_states: int = 6) -> p
     provenance beside it (``<name>.provenance.json``), atomically; returns the table. It needs
     the training checkpoints, which are not committed: run it where the runs were trained."""
     path = Path(path)
+    where = results.provenance()  # before this writes its own tracked files
     measured = critic_diagnostics(run_dirs, n_states)
     atomic_write(path, lambda tmp: measured.to_csv(tmp, index=False))
-    results.write_json(path.with_suffix(".provenance.json"), results.provenance())
+    results.write_json(path.with_suffix(".provenance.json"), where)
     return measured
