@@ -528,3 +528,5 @@ def test_progress_counts_each_methods_planned_runs_off_native_and_those_beyond_t
     assert table.loc["TD3, an update per step", "planned"] == 2  # the finest interval only
     assert table.loc["CQSM, span T"].tolist() == [4, 0, 1]  # finer than native, seed 0
     assert list(table.columns) == ["planned", "at budget", "beyond plan"]
+    nothing = progress(pd.DataFrame(), plan)  # no run has reached the budget
+    assert nothing["at budget"].eq(0).all() and nothing.loc["TD3", "planned"] == 12

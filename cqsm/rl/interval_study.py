@@ -668,10 +668,10 @@ def progress(cells: pd.DataFrame, planned) -> pd.DataFrame:
         if not math.isclose(r.control_interval, native_dt(r.env)):
             key = (r.env, round(r.control_interval, 6), r.seed)
             keys.setdefault(method_of(r), set()).add(key)
-    off = cells[~cells["native"]]
+    off = cells[~cells["native"]] if len(cells) else pd.DataFrame()
     have = {
         method: set(zip(group["env"], group["dt"].round(6), group["seed"], strict=True))
-        for method, group in off.groupby("method")
+        for method, group in (off.groupby("method") if len(off) else [])
     }
     rows = [
         {
