@@ -373,21 +373,22 @@ def first_reached(
     ``first steps`` (their first steps, sorted), ``at the end`` (seeds at the target at their
     last step), ``final`` and ``final std`` (the mean and standard deviation over seeds of ``y``
     at the group's last step), and ``met`` (that mean at the target)."""
+
+    def at(values):
+        return values <= target if below else values >= target
+
     out = {}
     for key, d in _groups(rows, by):
-        hit = d[y] <= target if below else d[y] >= target
-        first = d[hit].groupby("seed")["step"].min()
-        last = d[d["step"] == d["step"].max()]
-        last_hit = last[y] <= target if below else last[y] >= target
-        final = last[y].mean()
+        first = d[at(d[y])].groupby("seed")["step"].min()
+        last = d.loc[d["step"] == d["step"].max(), y]
         out[key] = {
             "seeds": d["seed"].nunique(),
             "reached": len(first),
             "first steps": sorted(first.astype(int).tolist()),
-            "at the end": int(last_hit.sum()),
-            "final": final,
-            "final std": last[y].std(),
-            "met": bool(final <= target if below else final >= target),
+            "at the end": int(at(last).sum()),
+            "final": last.mean(),
+            "final std": last.std(),
+            "met": bool(at(last.mean())),
         }
     return _indexed(out, by)
 
