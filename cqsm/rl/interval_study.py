@@ -646,11 +646,14 @@ def beside_runs(seeds=(0, 1, 2), here=".") -> list:
     return runs
 
 
+_BY_FOLDER = {(folder, algo): name for folder, name, algo in METHODS.values()}
+"""Each method's name by the folder of its runs and its algorithm."""
+
+
 def _named(folder: str, algo: str) -> str:
     """The grid's name of a run from the folder it lies in and its algorithm (see
     :func:`by_method`)."""
-    named = {(f, a): name for f, name, a in METHODS.values()}
-    return named.get((folder, algo), METHODS[algo][1] if algo in METHODS else algo)
+    return _BY_FOLDER.get((folder, algo), METHODS[algo][1] if algo in METHODS else algo)
 
 
 def method_of(settings: TrainSettings) -> str:
@@ -673,15 +676,17 @@ def progress(cells: pd.DataFrame, planned) -> pd.DataFrame:
         method: set(zip(group["env"], group["dt"].round(6), group["seed"], strict=True))
         for method, group in (off.groupby("method") if len(off) else [])
     }
-    rows = [
-        {
-            "method": method,
-            "planned": len(keys.get(method, ())),
-            "at budget": len(have.get(method, set()) & keys.get(method, set())),
-            "beyond plan": len(have.get(method, set()) - keys.get(method, set())),
-        }
-        for method in dict.fromkeys([*keys, *have])
-    ]
+    rows = []
+    for method in dict.fromkeys([*keys, *have]):
+        wanted, done = keys.get(method, set()), have.get(method, set())
+        rows.append(
+            {
+                "method": method,
+                "planned": len(wanted),
+                "at budget": len(done & wanted),
+                "beyond plan": len(done - wanted),
+            }
+        )
     return pd.DataFrame(rows).set_index("method")
 
 
