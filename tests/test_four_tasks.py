@@ -14,10 +14,10 @@ def test_planned_runs_come_in_rounds_and_skip_the_reused_cells(tmp_path):
     assert len(cells) == len(set(cells))
     every = {(a, e, s) for a in ALGOS for e in TASKS for s in SEEDS}
     skipped = every - set(cells)
-    # chapter 7's baselines and CQSM's native runs (seeds 0-2), chapter 7's extra TD3 seeds
+    # chapter 7's baselines (seeds 0-2) and extra TD3 seeds, CQSM's native runs (0-4)
     assert skipped == (
         {(a, e, s) for a in ALGOS for e in TASKS[:2] for s in (0, 1, 2)}
-        | {("td3", e, s) for e in TASKS[:2] for s in (3, 4)}
+        | {(a, e, s) for a in ("td3", "cqsm") for e in TASKS[:2] for s in (3, 4)}
     )
     assert all(reused(a, e, s, tmp_path) is not None for a, e, s in skipped)
     seeds = [s for _, _, s in cells]
@@ -36,7 +36,7 @@ def test_cell_settings_go_to_the_reused_folder_or_the_comparisons(tmp_path):
     assert native == TrainSettings.for_task(
         "Hopper-v5", algo="cqsm", seed=1, total_steps=STEPS, out=native.out
     )
-    new = four_tasks.cell_settings("cqsm", "Hopper-v5", 3, tmp_path, total_steps=300)
+    new = four_tasks.cell_settings("cqsm", "Walker2d-v5", 3, tmp_path, total_steps=300)
     assert new.out == str(tmp_path / "four_tasks" / "cqsm") and new.total_steps == 300
     assert four_tasks.cell_settings("td3", "Hopper-v5", 4, tmp_path).out == str(
         tmp_path / "ch07_td3_check" / "more-seeds"

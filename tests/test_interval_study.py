@@ -530,3 +530,37 @@ def test_progress_counts_each_methods_planned_runs_off_native_and_those_beyond_t
     assert list(table.columns) == ["planned", "at budget", "beyond plan"]
     nothing = progress(pd.DataFrame(), plan)  # no run has reached the budget
     assert nothing["at budget"].eq(0).all() and nothing.loc["TD3", "planned"] == 12
+
+
+def test_straddles_reads_an_interval_against_the_band():
+    from cqsm.rl.interval_study import straddles
+
+    assert straddles(0.5, 0.95) and straddles(1.05, 2.0) and straddles(0.5, 2.0)
+    assert not straddles(0.92, 1.08)  # wholly inside: met
+    assert not straddles(0.2, 0.8) and not straddles(1.2, 3.0)  # wholly outside: missed
+    assert straddles(0.5, 0.9) and not straddles(0.5, 0.9, band=0.05)  # the band's edge
+
+
+def test_further_runs_extend_the_open_cells_and_their_native_cell_from_seeds_0_to_2():
+    from cqsm.rl.interval_study import BUDGET_STEPS, cell_settings, further_runs
+
+    def cell(env, dt, seed, value, method="CQSM"):
+        native = math.isclose(dt, native_dt(env))
+        return {"env": env, "method": method, "dt": dt, "seed": seed, "native": native,
+                "return": value}  # fmt: skip
+
+    rows = [cell("Hopper-v5", 0.008, s, v) for s, v in enumerate((100.0, 110.0, 90.0))]
+    rows += [cell("Hopper-v5", 0.002, s, v) for s, v in enumerate((40.0, 100.0, 130.0))]
+    rows += [cell("Hopper-v5", 0.016, s, v) for s, v in enumerate((20.0, 22.0, 21.0))]
+    rows += [cell("Hopper-v5", 0.016, 3, 100.0)]  # a further seed: not read for the plan
+    rows += [cell("Hopper-v5", 0.002, s, 5.0, "TD3") for s in range(3)]  # not CQSM's
+    runs = further_runs(pd.DataFrame(rows), "g")
+    assert [(r.env, r.control_interval, r.seed, r.out) for r in runs] == [
+        ("Hopper-v5", 0.002, 3, "g/cqsm"),  # straddles: 0.4 to 1.3 of native
+        ("Hopper-v5", 0.008, 3, "g/native"),
+        ("Hopper-v5", 0.002, 4, "g/cqsm"),
+        ("Hopper-v5", 0.008, 4, "g/native"),
+    ]  # 0.016 s: about 0.2 of native, wholly outside the band; HalfCheetah: no cell
+    assert runs[0] == cell_settings("cqsm", "Hopper-v5", 0.002, 3, "g/cqsm")
+    assert runs[1].total_steps == 2 * BUDGET_STEPS
+    assert further_runs(pd.DataFrame(), "g") == []

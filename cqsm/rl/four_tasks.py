@@ -15,8 +15,9 @@ in rounds: every cell's seeds 0-2 first, then 3-4, so that a grid cut short is b
 **Reused runs.** Where a committed run already has exactly a planned run's settings it is read
 from where it is, not run again (:data:`REUSED`, :func:`reused_folders`): chapter 7's baselines on
 HalfCheetah-v5 and Hopper-v5 (seeds 0-2) and its extra TD3 seeds (3-4), and CQSM's native runs of
-the control-interval study (seeds 0-2). New runs go to ``four_tasks/<algo>/``. A test checks that
-every committed run read here has the plan's settings.
+the control-interval study (seeds 0-4; seeds 3-4 are also the study's further seeds). New runs
+go to ``four_tasks/<algo>/``. A test checks that every committed run read here has the plan's
+settings.
 
 A run counts at a step only if it has an evaluation there (as in :mod:`cqsm.rl.compare`), so a
 run in progress is left out of the steps it has not reached.
@@ -89,7 +90,7 @@ _TWO = ("HalfCheetah-v5", "Hopper-v5")
 
 REUSED = (
     # (algo, tasks, seeds, folder under the results root)
-    ("cqsm", _TWO, (0, 1, 2), "control_interval/native"),  # interval_study.native_runs
+    ("cqsm", _TWO, SEEDS, "control_interval/native"),  # interval_study's native_runs
     ("td3", _TWO, (0, 1, 2), "ch07_locomotion/td3"),
     ("td3", _TWO, (3, 4), "ch07_td3_check/more-seeds"),  # chapter 7's extra TD3 seeds
     ("sac", _TWO, (0, 1, 2), "ch07_locomotion/sac"),

@@ -79,6 +79,9 @@ __all__ = [
     "grid_returns",
     "interval_table",
     "shares_beside",
+    "BAND",
+    "straddles",
+    "further_runs",
     "compounded_noise",
     "LATE",
     "SIGNALS",
@@ -595,6 +598,42 @@ def shares_beside(table: pd.DataFrame, method: str, reference: str) -> pd.DataFr
     )
     both["gain"] = both["ratio"] - both["reference_ratio"]
     return both.sort_values(keys, ignore_index=True)
+
+
+BAND = 0.1
+"""The robustness target's band: CQSM's return at the budget within 10% of its native one."""
+
+
+def straddles(low: float, high: float, band: float = BAND) -> bool:
+    """Whether the interval ``[low, high]`` of a share of the native return leaves the target
+    open: it reaches into ``[1 - band, 1 + band]`` without lying wholly inside it."""
+    inside = low >= 1 - band and high <= 1 + band
+    return bool(low <= 1 + band and high >= 1 - band and not inside)
+
+
+def further_runs(
+    cells: pd.DataFrame, here=".", seeds=(3, 4), first=(0, 1, 2), band: float = BAND
+) -> list:
+    """CQSM's seeds ``seeds`` where its first seeds ``first`` leave the robustness target
+    open: at each interval off the native one whose share's bootstrap interval
+    :func:`straddles` the band, and at the native interval of each task with such a cell
+    (the share's other cell), into ``here``'s ``cqsm`` and ``native`` folders. ``cells``:
+    :func:`grid_returns`'s rows; the cells to extend are read from ``first``'s seeds alone,
+    so the plan stays what it was once the further seeds have run."""
+    folder, name, algo = METHODS["cqsm"]
+    mine = cells[(cells["method"] == name) & cells["seed"].isin(first)] if len(cells) else cells
+    table = interval_table(mine) if len(mine) else pd.DataFrame()
+    open_cells = [
+        (r.env, r.dt)
+        for r in table.itertuples()
+        if not np.isclose(r.dt, native_dt(r.env)) and straddles(r.ratio_low, r.ratio_high, band)
+    ]
+    here, tasks = Path(here), list(dict.fromkeys(env for env, _ in open_cells))
+    runs = []
+    for seed in seeds:  # in rounds: every open cell's seed before the next seed
+        runs += [cell_settings("cqsm", env, dt, seed, str(here / folder)) for env, dt in open_cells]
+        runs += [r for r in native_runs(algo, (seed,), str(here / "native")) if r.env in tasks]
+    return runs
 
 
 def compounded_noise(env: str, intervals=None) -> pd.DataFrame:
