@@ -81,6 +81,7 @@ __all__ = [
     "shares_beside",
     "BAND",
     "straddles",
+    "open_cells",
     "further_runs",
     "compounded_noise",
     "LATE",
@@ -611,27 +612,34 @@ def straddles(low: float, high: float, band: float = BAND) -> bool:
     return bool(low <= 1 + band and high >= 1 - band and not inside)
 
 
-def further_runs(
-    cells: pd.DataFrame, here=".", seeds=(3, 4), first=(0, 1, 2), band: float = BAND
-) -> list:
-    """CQSM's seeds ``seeds`` where its first seeds ``first`` leave the robustness target
-    open: at each interval off the native one whose share's bootstrap interval
-    :func:`straddles` the band, and at the native interval of each task with such a cell
-    (the share's other cell), into ``here``'s ``cqsm`` and ``native`` folders. ``cells``:
-    :func:`grid_returns`'s rows; the cells to extend are read from ``first``'s seeds alone,
-    so the plan stays what it was once the further seeds have run."""
-    folder, name, algo = METHODS["cqsm"]
+def open_cells(cells: pd.DataFrame, first=(0, 1, 2), band: float = BAND) -> list:
+    """CQSM's ``(env, dt)`` cells off the native interval whose share of the native return,
+    read from the seeds ``first`` alone, has a bootstrap interval that :func:`straddles` the
+    band. ``cells``: :func:`grid_returns`'s rows."""
+    name = METHODS["cqsm"][1]
     mine = cells[(cells["method"] == name) & cells["seed"].isin(first)] if len(cells) else cells
     table = interval_table(mine) if len(mine) else pd.DataFrame()
-    open_cells = [
+    return [
         (r.env, r.dt)
         for r in table.itertuples()
         if not np.isclose(r.dt, native_dt(r.env)) and straddles(r.ratio_low, r.ratio_high, band)
     ]
-    here, tasks = Path(here), list(dict.fromkeys(env for env, _ in open_cells))
+
+
+def further_runs(
+    cells: pd.DataFrame, here=".", seeds=(3, 4), first=(0, 1, 2), band: float = BAND
+) -> list:
+    """CQSM's seeds ``seeds`` where its first seeds ``first`` leave the robustness target
+    open: at each of :func:`open_cells`, and at the native interval of each task with such a
+    cell (the share's other cell), into ``here``'s ``cqsm`` and ``native`` folders. The cells
+    are read from ``first``'s seeds alone, so the plan stays what it was once the further
+    seeds have run."""
+    folder, _, algo = METHODS["cqsm"]
+    opened = open_cells(cells, first, band)
+    here, tasks = Path(here), list(dict.fromkeys(env for env, _ in opened))
     runs = []
     for seed in seeds:  # in rounds: every open cell's seed before the next seed
-        runs += [cell_settings("cqsm", env, dt, seed, str(here / folder)) for env, dt in open_cells]
+        runs += [cell_settings("cqsm", env, dt, seed, str(here / folder)) for env, dt in opened]
         runs += [r for r in native_runs(algo, (seed,), str(here / "native")) if r.env in tasks]
     return runs
 
