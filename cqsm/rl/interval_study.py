@@ -652,15 +652,15 @@ def compounded_noise(env: str, intervals=None) -> pd.DataFrame:
     the same for the ``smoothing`` probe (``probe``, ``probe_compounded``, the native
     interval's at every interval); and the action process's own noise per step,
     ``sigma_a sqrt(dt)``, and compounded, ``action_noise`` and ``action_compounded``."""
-    from cqsm.rl.agents.cqsm import contraction, smoothing_scale
+    from cqsm.rl.agents.cqsm import smoothing_scale, spread
     from cqsm.rl.presets import half_width
 
     agent = TrainSettings.for_task(env, algo="cqsm").agent
     native, h = native_dt(env), half_width(env)
     out = []
     for dt in GRID[env] if intervals is None else intervals:
-        rho = contraction(dt, agent.relaxation, agent.relaxation_step)
-        grow = 1 / math.sqrt(1 - rho**2) if rho < 1 else np.inf
+        left = spread(dt, agent.relaxation, agent.relaxation_step)
+        grow = 1 / math.sqrt(left) if left > 0 else np.inf
         scale = smoothing_scale(dt, native, agent.relaxation, agent.relaxation_step)
         smoothing, noise = agent.target_noise / h, agent.sigma_a * math.sqrt(dt) / h
         out.append(

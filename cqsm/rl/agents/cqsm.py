@@ -63,6 +63,7 @@ __all__ = [
     "rate_scale",
     "env_rate",
     "contraction",
+    "spread",
     "smoothing_scale",
 ]
 
@@ -172,24 +173,31 @@ def contraction(dt: float, relaxation: float | None, step: str = "exact") -> flo
     return math.exp(-dt / relaxation) if step == "exact" else 1 - dt / relaxation
 
 
+def spread(dt: float, relaxation: float | None, step: str = "exact") -> float:
+    """``1 - rho^2`` (``rho``: :func:`contraction`): a noise of variance ``sd^2`` added at every
+    step of ``dt`` seconds accumulates along the relaxation to ``sd^2 / (1 - rho^2)``; 0 where
+    the distance does not shrink (no relaxation), negative where an Euler step overshoots."""
+    return 1 - contraction(dt, relaxation, step) ** 2
+
+
 def smoothing_scale(
     dt: float, interval: float, relaxation: float | None, step: str = "exact"
 ) -> float:
     """The target smoothing's standard deviation at ``dt`` over the one at ``interval``
     seconds that compounds to the same variance along the relaxation: a noise added at every
-    step accumulates to ``sd^2 / (1 - rho^2)`` (``rho``: :func:`contraction`), so the ratio is
+    step accumulates to ``sd^2 / (1 - rho^2)`` (:func:`spread`), so the ratio is
     ``sqrt((1 - rho(dt)^2) / (1 - rho(interval)^2))``; ``sqrt(dt / interval)`` without a
     relaxation (a noise per square-root second)."""
     if relaxation is None:
         return math.sqrt(dt / interval)
-    spread = {t: 1 - contraction(t, relaxation, step) ** 2 for t in (dt, interval)}
-    if min(spread.values()) <= 0:
+    spreads = {t: spread(t, relaxation, step) for t in (dt, interval)}
+    if min(spreads.values()) <= 0:
         raise SettingsError(
             f"An Euler relaxation of {relaxation:g} s does not contract over "
             f"{max(dt, interval):g} s (target_noise_interval or the control interval); give "
             "the exact relaxation step, or a longer relaxation."
         )
-    return math.sqrt(spread[dt] / spread[interval])
+    return math.sqrt(spreads[dt] / spreads[interval])
 
 
 def _width(space: gym.spaces.Box) -> float:
