@@ -176,7 +176,8 @@ def contraction(dt: float, relaxation: float | None, step: str = "exact") -> flo
 def spread(dt: float, relaxation: float | None, step: str = "exact") -> float:
     """``1 - rho^2`` (``rho``: :func:`contraction`): a noise of variance ``sd^2`` added at every
     step of ``dt`` seconds accumulates along the relaxation to ``sd^2 / (1 - rho^2)``; 0 where
-    the distance does not shrink (no relaxation), negative where an Euler step overshoots."""
+    the distance does not shrink (no relaxation), negative where an Euler step overshoots
+    past the target by more than the distance (rho < -1)."""
     return 1 - contraction(dt, relaxation, step) ** 2
 
 
