@@ -251,11 +251,22 @@ def test_a_saved_policy_acts_as_the_trained_agent(tmp_path, algo):
 
 
 def test_mish_is_torch_mish_to_float32_rounding():
-    """The diffusion baselines' activation: the same function and gradient as nn.Mish."""
-    x = torch.linspace(-40, 40, 20_001, dtype=torch.float32, requires_grad=True)
+    """The diffusion baselines' activation: the same function and gradient as nn.Mish, with
+    and without autograd, and past where exp(x) overflows float32."""
+    x = torch.linspace(-120, 120, 48_001, dtype=torch.float32, requires_grad=True)
     ours, reference = Mish()(x), torch.nn.Mish()(x)
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(Mish()(x), ours, rtol=0, atol=0)  # the same numbers
     grad = torch.autograd.grad(ours.sum(), x)[0]
     torch.testing.assert_close(
         grad, torch.autograd.grad(reference.sum(), x)[0], rtol=1e-5, atol=1e-5
     )
+
+
+def test_mish_gradient_is_the_finite_difference_and_goes_one_order_only():
+    x = torch.linspace(-30, 30, 601, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(Mish(), (x,))
+    (grad,) = torch.autograd.grad(Mish()(x).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        grad.sum().backward()

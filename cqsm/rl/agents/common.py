@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from cqsm.rl.envs import EnvError
 
@@ -62,13 +63,46 @@ class Agent(Protocol):
     def load_policy_state_dict(self, state: dict) -> None: ...
 
 
+class _MishFunction(torch.autograd.Function):
+    """``x tanh(softplus(x))`` from one sigmoid, with its derivative written out.
+
+    With ``s = sigmoid(x)``, ``1 + e^x = 1 / (1 - s)``, so ``tanh(softplus(x)) = (1 - (1 - s)^2)
+    / (1 + (1 - s)^2) = n / (2 - n)`` with ``n = s (2 - s)``: no cancellation at either end
+    (``n -> 1`` as ``x -> inf``, ``n ~ 2 e^x`` as ``x -> -inf``). The derivative is
+    ``t + x s (1 - t^2)``, ``t = tanh(softplus(x))``, since ``softplus' = sigmoid``."""
+
+    @staticmethod
+    def parts(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``sigmoid(x)`` and ``tanh(softplus(x))``."""
+        s = torch.sigmoid(x)
+        n = torch.rsub(s, 2).mul_(s)
+        return s, n.div_(torch.rsub(n, 2))
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        s, t = _MishFunction.parts(x)
+        ctx.save_for_backward(x, s, t)
+        return x * t
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        x, s, t = ctx.saved_tensors
+        return (t * t).neg_().add_(1).mul_(s).mul_(x).add_(t).mul_(grad)
+
+
 class Mish(nn.Module):
     """``x tanh(softplus(x))``: the function of :class:`torch.nn.Mish` (equal to float32
-    rounding), computed from torch's vectorised ``tanh`` and ``softplus``, which on CPU runs
-    forward and backward about twice as fast as the fused ``mish`` kernel."""
+    rounding) and its gradient, from one vectorised ``sigmoid`` and a few products. On CPU, at a
+    256 x 256 batch on one thread, that runs forward about three times and forward with backward
+    about twice as fast as ``tanh`` of ``softplus``, and faster than the fused ``mish`` kernel
+    (beside the matrix products, the activations are most of the diffusion baselines' cost).
+    First derivatives only: a second-order gradient through it is an error."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.tanh(F.softplus(x))
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _MishFunction.apply(x)
+        return x * _MishFunction.parts(x)[1]  # the same numbers, without autograd's overhead
 
 
 def deep_mlp(
