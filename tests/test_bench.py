@@ -147,3 +147,20 @@ def test_both_runs_and_speedups_read_two_benchmark_summaries_side_by_side():
     ratios = speedups({"training batch": first, "batch 256": second}, over="qsm")
     assert list(ratios.columns) == ["training batch", "batch 256"]
     assert ratios.loc["h"].tolist() == [4.0, 3.0]
+
+
+def test_relative_speed_is_each_algorithms_speed_over_the_reference_per_task():
+    from cqsm.rl.bench import relative_speed
+
+    summary = pd.DataFrame(
+        {
+            "env": ["h", "h", "h", "w", "w", "w"],
+            "algo": ["cqsm", "qsm", "td3"] * 2,
+            "sps": [100.0, 25.0, 80.0, 50.0, 10.0, 40.0],
+        }
+    )
+    share = relative_speed(summary, to="td3")
+    assert share.loc["h"].to_dict() == pytest.approx({"cqsm": 1.25, "qsm": 0.3125, "td3": 1})
+    assert share.loc["w", "qsm"] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="no 'sac' rows"):
+        relative_speed(summary, to="sac")

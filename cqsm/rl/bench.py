@@ -51,6 +51,7 @@ __all__ = [
     "same_machine",
     "both_runs",
     "speedups",
+    "relative_speed",
 ]
 
 
@@ -175,6 +176,17 @@ def speedups(runs: dict, over: str, reference: str = "cqsm") -> pd.DataFrame:
         for name, table in runs.items()
     }
     return pd.DataFrame(columns).rename_axis(index="env", columns="run")
+
+
+def relative_speed(summary: pd.DataFrame, to: str = "td3") -> pd.DataFrame:
+    """Each algorithm's training speed as a fraction of the speed of ``to`` on the same task:
+    one row per task, one column per algorithm (of a :func:`summarise` table)."""
+    if to not in set(summary["algo"]):
+        raise ValueError(
+            f"The benchmark has no {to!r} rows; it measured {sorted(set(summary.algo))}."
+        )
+    sps = summary.pivot(index="env", columns="algo", values="sps")
+    return sps.div(sps[to], axis=0).rename_axis(columns=None)
 
 
 def bench(settings: BenchSettings) -> pd.DataFrame:
