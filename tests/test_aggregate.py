@@ -224,7 +224,7 @@ def test_holding_the_action_at_the_centre_earns_only_the_healthy_reward():
 
     from cqsm.rl.aggregate import _Centre, centre_returns
 
-    box = gym.spaces.Box(np.array([0.0, -2.0]), np.array([2.0, 0.0]), dtype=np.float32)
+    box = gym.spaces.Box(np.float32([0, -2]), np.float32([2, 0]))
     assert _Centre(box, 0).act(None).tolist() == [1.0, -1.0]
     still = centre_returns(["HalfCheetah-v5", "Hopper-v5"], episodes=1).set_index("env")
     assert abs(still.loc["HalfCheetah-v5", "mean"]) < 5  # no forward speed, no action cost

@@ -82,7 +82,7 @@ def test_a_non_box_action_space_is_refused(algo):
 
 
 def test_action_box_round_trip():
-    box = ActionBox(gym.spaces.Box(np.array([0.0, -3.0]), np.array([1.0, 5.0])), "test")
+    box = ActionBox(gym.spaces.Box(np.float32([0, -3]), np.float32([1, 5])), "test")
     a = torch.tensor([[0.25, 4.0]])
     torch.testing.assert_close(box.to_env(box.to_unit(a)), a)
     torch.testing.assert_close(box.to_env(torch.tensor([[-1.0, 1.0]])), torch.tensor([[0.0, 5.0]]))
